@@ -1,0 +1,1 @@
+"""MIA (Mido Intelligence Assistant): passport questions for the immigration offices of South Sumatra."""

@@ -1,0 +1,1 @@
+"""Multi-turn dialogue: forms and handoff."""

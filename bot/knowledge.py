@@ -1,0 +1,288 @@
+"""Facts MIA may state (offices, regions, fees, services), loaded from data/ with their sources."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.yamlfile import ContentError, ContentErrors, load_yaml, validate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Office(_Strict):
+    """An immigration office and the regencies it serves. Unknown facts are None."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    short_name: str
+    regencies: tuple[str, ...]
+    address: str | None = None
+    phone: str | None = None
+    hours: str | None = None
+    source: str = Field(min_length=3)
+
+
+class _OfficesFile(_Strict):
+    offices: tuple[Office, ...] = Field(min_length=1)
+
+
+class _PlacesFile(_Strict):
+    source: str
+    aliases: dict[str, list[str]]
+    district_aliases: dict[str, list[str]] = {}
+    needs_cue: list[str] = []
+    outside_aliases: dict[str, str] = {}
+    outside_ignore: list[str] = []
+
+
+class Localized(_Strict):
+    """A text in Indonesian and English."""
+
+    id: str
+    en: str
+
+
+class PassportFee(_Strict):
+    kind: str
+    name: Localized
+    prices: dict[int, int]
+
+
+class Acceleration(_Strict):
+    price: int
+    note: Localized
+
+
+class LostDamaged(_Strict):
+    source: str
+    confidence: str
+    lost: int
+    damaged: int
+    disaster_free: bool
+
+
+class Fees(_Strict):
+    """Passport fees (PNBP) with their legal source."""
+
+    source: str = Field(min_length=3)
+    confidence: str
+    passports: tuple[PassportFee, ...]
+    acceleration: Acceleration
+    ten_year_rule: Localized
+    lost_damaged: LostDamaged
+
+
+class LocalizedList(_Strict):
+    id: tuple[str, ...] = ()
+    en: tuple[str, ...] = ()
+
+
+class Service(_Strict):
+    """A service or innovation of the offices: only the facts its source gives."""
+
+    id: str
+    name: str
+    also_known_as: tuple[str, ...] = ()
+    expansion: str | None = None
+    offices: tuple[str, ...] = ()
+    facts: LocalizedList
+    source: str = Field(min_length=3)
+
+
+class MPaspor(_Strict):
+    name: str
+    facts: LocalizedList
+    source: str
+
+
+class ServedCount(_Strict):
+    value: int
+    note: Localized
+    source: str
+
+
+class _ServicesFile(_Strict):
+    services: tuple[Service, ...]
+    mpaspor: MPaspor
+    served_count: ServedCount
+
+
+@dataclass(frozen=True, slots=True)
+class District:
+    """A kecamatan of South Sumatra."""
+
+    code: str
+    name: str
+    regency_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Regency:
+    """A kabupaten or kota of South Sumatra, with its capital and aliases."""
+
+    code: str
+    name: str
+    type: str
+    districts: tuple[District, ...]
+    aliases: tuple[str, ...]
+
+    @property
+    def short_name(self) -> str:
+        """"Kabupaten Lahat" -> "Lahat"; "Kota Palembang" -> "Palembang"."""
+        for prefix in ("Kabupaten ", "Kota "):
+            if self.name.startswith(prefix):
+                return self.name[len(prefix):]
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class OutsidePlace:
+    """A province or regency elsewhere in Indonesia (or abroad): not served by our offices."""
+
+    name: str
+    province: str
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything MIA knows as fact, each piece with its source."""
+
+    offices: tuple[Office, ...]
+    regencies: tuple[Regency, ...]
+    fees: Fees
+    services: dict[str, Service]
+    mpaspor: MPaspor
+    served_count: ServedCount
+    province_name: str
+    regions_source: str
+    places_source: str
+    district_aliases: dict[str, tuple[str, ...]]
+    needs_cue: frozenset[str]
+    outside: dict[str, OutsidePlace]
+    _office_by_regency: dict[str, Office] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for office in self.offices:
+            for code in office.regencies:
+                self._office_by_regency[code] = office
+
+    def office(self, office_id: str) -> Office | None:
+        """The office with this id, or None."""
+        return next((o for o in self.offices if o.id == office_id), None)
+
+    def office_for(self, regency_code: str) -> Office | None:
+        """The office serving a regency, or None when no office is assigned."""
+        return self._office_by_regency.get(regency_code)
+
+    def regency(self, code: str) -> Regency | None:
+        """The regency with this Kemendagri code (a district code gives its regency)."""
+        code = ".".join(code.split(".")[:2])
+        return next((r for r in self.regencies if r.code == code), None)
+
+    def regencies_of(self, office: Office) -> list[Regency]:
+        """The regencies an office serves, in the order of data/offices.yaml."""
+        return [r for code in office.regencies if (r := self.regency(code)) is not None]
+
+
+def load_knowledge(data_dir: Path) -> Knowledge:
+    """Load and validate data/*.yaml and data/regions.json; raise ContentErrors on problems."""
+    errors: list[ContentError] = []
+
+    def load(name: str, model: type[BaseModel]) -> Any:
+        path = data_dir / name
+        try:
+            data, lines = load_yaml(path)
+            return validate(model, data, path, lines)
+        except ContentErrors as exc:
+            errors.extend(exc.errors)
+        except ContentError as exc:
+            errors.append(exc)
+        return None
+
+    offices_file = load("offices.yaml", _OfficesFile)
+    places = load("places.yaml", _PlacesFile)
+    fees = load("fees.yaml", Fees)
+    services_file = load("services.yaml", _ServicesFile)
+    regions_path = data_dir / "regions.json"
+    try:
+        regions = json.loads(regions_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        errors.append(ContentError(regions_path, None, f"cannot read: {exc}"))
+        regions = None
+    if errors:
+        raise ContentErrors(errors)
+
+    regencies = []
+    for r in regions["regencies"]:
+        districts = tuple(District(d["code"], d["name"], r["code"]) for d in r["districts"])
+        aliases = tuple(a.lower() for a in places.aliases.get(r["code"], []))
+        regencies.append(Regency(r["code"], r["name"], r["type"], districts, aliases))
+
+    path = data_dir / "offices.yaml"
+    codes = {r.code for r in regencies}
+    seen: dict[str, str] = {}
+    ids: set[str] = set()
+    for office in offices_file.offices:
+        if office.id in ids:
+            errors.append(ContentError(path, None, f"office id '{office.id}' is used twice"))
+        ids.add(office.id)
+        for code in office.regencies:
+            if code not in codes:
+                errors.append(ContentError(path, None, f"office '{office.id}': unknown regency code {code}"))
+            elif code in seen:
+                errors.append(
+                    ContentError(path, None, f"regency {code} is served by both '{seen[code]}' and '{office.id}'")
+                )
+            seen[code] = office.id
+    for code in sorted(codes - seen.keys()):
+        errors.append(ContentError(path, None, f"regency {code} is not served by any office"))
+    places_path = data_dir / "places.yaml"
+    for code in places.aliases:
+        if code not in codes:
+            errors.append(ContentError(places_path, None, f"aliases: unknown regency code {code}"))
+    district_codes = {d.code for r in regencies for d in r.districts}
+    for code in places.district_aliases:
+        if code not in district_codes:
+            errors.append(ContentError(places_path, None, f"district_aliases: unknown district code {code}"))
+    svc_path = data_dir / "services.yaml"
+    for svc in services_file.services:
+        for oid in svc.offices:
+            if oid not in ids:
+                errors.append(ContentError(svc_path, None, f"service '{svc.id}': unknown office '{oid}'"))
+    if errors:
+        raise ContentErrors(errors)
+
+    outside: dict[str, OutsidePlace] = {}
+    ignore = {w.lower() for w in places.outside_ignore}
+    for o in regions["outside"]:
+        key = o["name"].lower()
+        for prefix in ("kabupaten administrasi ", "kota administrasi ", "kabupaten ", "kota ", "provinsi "):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        if key not in ignore:
+            outside.setdefault(key, OutsidePlace(o["name"], o["province"]))
+    for alias, province in places.outside_aliases.items():
+        outside[alias.lower()] = OutsidePlace(alias.title(), province)
+
+    return Knowledge(
+        offices=offices_file.offices,
+        regencies=tuple(regencies),
+        fees=fees,
+        services={s.id: s for s in services_file.services},
+        mpaspor=services_file.mpaspor,
+        served_count=services_file.served_count,
+        province_name=regions["province"]["name"],
+        regions_source=regions["meta"]["source"],
+        places_source=places.source,
+        district_aliases={k: tuple(a.lower() for a in v) for k, v in places.district_aliases.items()},
+        needs_cue=frozenset(w.lower() for w in places.needs_cue),
+        outside=outside,
+    )

@@ -1,0 +1,1 @@
+"""Natural-language understanding: normalization, places, intents, matching."""

@@ -1,0 +1,1 @@
+"""Storage of conversations, requests and logs."""
