@@ -22,6 +22,7 @@ class Office(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
     short_name: str
+    seat_names: tuple[str, ...] = ()
     regencies: tuple[str, ...]
     address: str | None = None
     phone: str | None = None
@@ -60,12 +61,19 @@ class Acceleration(_Strict):
     note: Localized
 
 
+class Procedure(_Strict):
+    source: str
+    id: tuple[str, ...]
+    en: tuple[str, ...]
+
+
 class LostDamaged(_Strict):
     source: str
     confidence: str
     lost: int
     damaged: int
     disaster_free: bool
+    procedure: Procedure
 
 
 class Fees(_Strict):

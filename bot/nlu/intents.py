@@ -26,6 +26,7 @@ class _IntentSpec(BaseModel):
     keywords: list[str] = []
     buttons: list[str] = []
     response: str | None = Field(default=None, pattern=INTENT_ID)
+    place_bonus: float = Field(default=0.0, ge=0, le=30)
 
 
 class _IntentFile(BaseModel):
@@ -65,6 +66,7 @@ class Intent:
     buttons: tuple[str, ...]
     response: str
     source: Source
+    place_bonus: float = 0.0  # added when the message names a place that is not an office's town
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def load_intents(intents_dir: Path) -> IntentSet:
                     buttons=tuple(it.buttons),
                     response=it.response or it.id,
                     source=Source(path, line_of(lines, ("intents", i))),
+                    place_bonus=it.place_bonus,
                 )
             )
         negatives.extend(

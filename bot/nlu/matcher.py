@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
-from bot.nlu.intents import IntentSet
+from bot.nlu.intents import Example, IntentSet
 from bot.nlu.normalize import Lexicon, clean, detect_language, expand_slang, split_digits
 from bot.nlu.places import PlaceMatcher, PlaceResult
 
 PLACE_TOKEN = "xloc"
+SUFFIXES = ("nya", "lah", "kah", "dong")
 OUT_OF_SCOPE = "__out_of_scope__"
 
 
@@ -19,10 +21,12 @@ OUT_OF_SCOPE = "__out_of_scope__"
 class Thresholds:
     """When MIA trusts its best guess. Tuned with `mia intents test`, never by hand-picking."""
 
-    accept: float = 72.0  # best score needed to answer
-    margin: float = 6.0  # lead over the runner-up needed to answer
+    accept: float = 74.0  # best score needed to answer
+    margin: float = 3.0  # lead over the runner-up needed to answer
     clarify: float = 58.0  # below this, no "Maksud Anda ...?" question: plain fallback
     keyword_bonus: float = 12.0  # added per distinct keyword found (at most two count)
+    set_weight: float = 0.7  # token_set_ratio's share of the example score; token_sort_ratio has the rest
+    set_candidates: int = 48  # examples per message that get the exact token_set_ratio
     correction_cutoff: float = 80.0  # typo correction against the content's vocabulary
 
 
@@ -65,11 +69,13 @@ class IntentMatcher:
         places: PlaceMatcher,
         lexicon: Lexicon,
         thresholds: Thresholds = Thresholds(),
+        seat_names: frozenset[str] = frozenset(),
     ):
         self.intents = intents
         self.places = places
         self.lexicon = lexicon
         self.t = thresholds
+        self.seat_names = seat_names
         # Vocabulary for typo correction: every word of the content, as MIA reads it.
         vocab: set[str] = set()
         raw_texts = [e.text for it in intents.intents for e in it.examples]
@@ -84,22 +90,56 @@ class IntentMatcher:
         vocab -= {k for k in places.names if " " not in k}  # places are entities, not vocabulary
         vocab.discard("")
         self.vocab = frozenset(vocab)
-        self._vocab_list = sorted(v for v in vocab if len(v) >= 4 and v.isalpha())
+        # Typos rarely hit the first letter: correcting within it is faster and safer.
+        by_initial: dict[str, list[str]] = {}
+        for v in sorted(vocab | set(lexicon.slang)):  # a typo may be of a slang word too
+            if len(v) >= 4 and v.isalpha():
+                by_initial.setdefault(v[0], []).append(v)
+        self._vocab_by_initial = by_initial
         places.known_words = self.vocab | frozenset(lexicon.slang)
         self._correct = lru_cache(maxsize=20000)(self._correct_uncached)
 
         self._choices: list[str] = []
         self._owner: list[str] = []
-        labelled = [(e, it.id) for it in intents.intents for e in it.examples]
-        labelled += [(e, OUT_OF_SCOPE) for e in intents.negatives]
-        for example, owner in labelled:
-            text = self.prepare(example.text).text
-            if text.replace(PLACE_TOKEN, "").strip():  # a place alone is no intent (check warns)
-                self._choices.append(text)
-                self._owner.append(owner)
-        self._keywords: dict[str, tuple[str, ...]] = {
-            it.id: tuple(" ".join(self.prepare(k).tokens) for k in it.keywords) for it in intents.intents
-        }
+        # Examples grouped by owner, so one reduceat gives every intent's best score.
+        self._group_ids: list[str] = []
+        starts: list[int] = []
+        groups = [(it.id, it.examples) for it in intents.intents] + [(OUT_OF_SCOPE, intents.negatives)]
+        self._examples: list[Example] = []
+        for owner, examples in groups:
+            kept = [(self.prepare(e.text).text, e) for e in examples]
+            kept = [(t, e) for t, e in kept if t.replace(PLACE_TOKEN, "").strip()]  # a place alone: no intent
+            if kept:
+                self._group_ids.append(owner)
+                starts.append(len(self._choices))
+                self._choices.extend(t for t, _ in kept)
+                self._examples.extend(e for _, e in kept)
+                self._owner.extend([owner] * len(kept))
+        self._starts = np.array(starts, dtype=np.intp)
+        # token_sort_ratio is ratio() of sorted tokens: sort the examples once, not per message.
+        self._sorted = [" ".join(sorted(c.split())) for c in self._choices]
+        postings: dict[str, list[int]] = {}
+        for idx, text in enumerate(self._choices):
+            for tok in set(text.split()):
+                postings.setdefault(tok, []).append(idx)
+        n = max(len(self._choices), 1)
+        self._postings = {t: np.array(ids, dtype=np.intp) for t, ids in postings.items()}
+        self._idf = {t: float(np.log(1.0 + n / len(ids))) for t, ids in postings.items()}
+        # A keyword is worth as much as it is specific to its intent: the share of the
+        # examples using it that belong to that intent (1.0 when no example uses it).
+        self._keywords: dict[str, tuple[tuple[str, float], ...]] = {}
+        padded_examples = [f" {t} " for t in self._choices]
+        for it in intents.intents:
+            weighted = []
+            for k in it.keywords:
+                kw = " ".join(self.prepare(k).tokens)
+                if not kw:
+                    continue
+                owners = [o for o, t in zip(self._owner, padded_examples) if f" {kw} " in t]
+                own = sum(1 for o in owners if o == it.id)
+                weighted.append((kw, own / len(owners) if owners else 1.0))
+            self._keywords[it.id] = tuple(weighted)
+        self._place_bonus = {it.id: it.place_bonus for it in intents.intents if it.place_bonus}
         self._titles: dict[str, str] = {}
         for it in intents.intents:
             for title in it.title.values():
@@ -108,9 +148,14 @@ class IntentMatcher:
     # -- text preparation -------------------------------------------------------------
 
     def _correct_uncached(self, token: str) -> str:
+        for suffix in SUFFIXES:  # "adminnya" -> "admin", "bisakah" -> "bisa"
+            base = token[: -len(suffix)]
+            if token.endswith(suffix) and len(base) >= 3 and base in self.vocab:
+                return base
         if len(token) < 5 or not token.isalpha():
             return token
-        hit = process.extractOne(token, self._vocab_list, scorer=fuzz.ratio, score_cutoff=self.t.correction_cutoff)
+        hit = process.extractOne(token, self._vocab_by_initial.get(token[0], ()), scorer=fuzz.ratio,
+                                 score_cutoff=self.t.correction_cutoff)
         return hit[0] if hit else token
 
     def correct(self, token: str) -> str:
@@ -132,7 +177,8 @@ class IntentMatcher:
             i = end
         masked.extend(tokens[i:])
         lang = detect_language(masked, self.lexicon)
-        words = [self.correct(w) if w != PLACE_TOKEN else w for w in expand_slang(masked, self.lexicon)]
+        corrected = [self.correct(w) if w != PLACE_TOKEN else w for w in masked]
+        words = expand_slang(corrected, self.lexicon)
         return _Prepared(" ".join(words), tuple(words), found, lang)
 
     # -- scoring ----------------------------------------------------------------------
@@ -161,18 +207,52 @@ class IntentMatcher:
         confidence = min(1.0, candidates[0].score / 100.0) if candidates else 0.0
         return Understanding(prep.text, intent, round(confidence, 3), candidates[:5], prep.places, prep.lang, oos)
 
-    def score(self, prep: _Prepared) -> dict[str, float]:
-        """Best example score per intent, plus keyword bonuses."""
-        scores: dict[str, float] = {}
-        hits = process.extract(prep.text, self._choices, scorer=fuzz.token_set_ratio, limit=40)
-        for _, s, idx in hits:
-            owner = self._owner[idx]
-            if s > scores.get(owner, -1.0):
-                scores[owner] = s
+    def example_at(self, index: int) -> Example:
+        """The example behind scoring row `index`."""
+        return self._examples[index]
+
+    def score(self, prep: _Prepared, exclude: int | None = None) -> dict[str, float]:
+        """Best example score per intent, plus keyword bonuses.
+
+        An example's score mixes token_set_ratio and token_sort_ratio. token_sort_ratio is
+        cheap against pre-sorted examples; the costlier token_set_ratio is computed only for
+        the examples that share the rarest words with the message or sort closest to it.
+        For every other example it is replaced by token_sort_ratio, its lower bound, which it
+        equals whenever the two texts share no word.
+        """
+        w = self.t.set_weight
+        n = len(self._choices)
+        query_sorted = " ".join(sorted(prep.tokens))
+        by_sort = process.cdist([query_sorted], self._sorted, scorer=fuzz.ratio, dtype=np.float32)[0]
+        by_set = by_sort.copy()
+        shared = [t for t in set(prep.tokens) if t in self._postings]
+        k = self.t.set_candidates
+        if shared:
+            weights = np.concatenate([np.full(len(self._postings[t]), self._idf[t]) for t in shared])
+            overlap = np.bincount(np.concatenate([self._postings[t] for t in shared]), weights=weights, minlength=n)
+            picks = np.argpartition(-overlap, k)[:k] if n > k else np.arange(n)
+            picks = picks[overlap[picks] > 0]
+            close = np.argpartition(-by_sort, k)[:k] if n > k else np.arange(n)
+            picks = np.union1d(picks, close)
+            subset = [self._choices[i] for i in picks]
+            by_set[picks] = process.cdist([prep.text], subset, scorer=fuzz.token_set_ratio, dtype=np.float32)[0]
+        combined = w * by_set + (1.0 - w) * by_sort
+        if exclude is not None:  # leave-one-out, for `mia intents check`
+            combined[exclude] = 0.0
+        best = np.maximum.reduceat(combined, self._starts)
+        scores = dict(zip(self._group_ids, best.tolist()))
         padded = f" {prep.text} "
-        token_set = set(prep.tokens)
         for intent_id, keywords in self._keywords.items():
-            n = sum(1 for k in keywords if (k in token_set if " " not in k else f" {k} " in padded))
-            if n:
-                scores[intent_id] = scores.get(intent_id, 0.0) + self.t.keyword_bonus * min(n, 2)
+            found = sorted((w for kw, w in keywords if f" {kw} " in padded), reverse=True)[:2]
+            if found:
+                scores[intent_id] = scores.get(intent_id, 0.0) + self.t.keyword_bonus * sum(found)
+        if self._place_bonus and self._names_home_place(prep):
+            for intent_id, bonus in self._place_bonus.items():
+                scores[intent_id] = scores.get(intent_id, 0.0) + bonus
         return scores
+
+    def _names_home_place(self, prep: _Prepared) -> bool:
+        """True when the message names a place other than an office's own town."""
+        if prep.places.outside:
+            return True
+        return any(m.text not in self.seat_names for m in prep.places.matches)

@@ -46,6 +46,8 @@ class PlaceMatch:
     start: int
     end: int
     score: float
+    text: str = ""  # the words as the citizen wrote them (cleaned)
+    preceded_by: str = ""  # the word just before, "" at the start
     also_outside: OutsidePlace | None = None
 
 
@@ -129,7 +131,6 @@ class PlaceMatcher:
         taken = [False] * n_tok
         matches: list[PlaceMatch] = []
         outside: list[OutsideMatch] = []
-        bare = all(t in FILLER_WORDS for t in tokens)  # recomputed below per candidate
 
         def free(i: int, j: int) -> bool:
             return not any(taken[i:j])
@@ -154,19 +155,21 @@ class PlaceMatcher:
                     if key in self.needs_cue and not cued(i, i + n):
                         continue
                     take(i, i + n)
+                    before = tokens[i - 1] if i else ""
+                    also = self.shadowed_outside.get(key)
                     for p in places:
-                        matches.append(PlaceMatch(p, i, i + n, 100.0, self.shadowed_outside.get(key)))
+                        matches.append(PlaceMatch(p, i, i + n, 100.0, key, before, also))
                     continue
                 other = self.outside.get(key)
                 if other is not None:
                     take(i, i + n)
                     outside.append(OutsideMatch(other, i, i + n))
-        del bare
         for i, j, place_key, score in self._fuzzy(tokens, taken):
             if free(i, j):
                 take(i, j)
+                before = tokens[i - 1] if i else ""
                 for p in self.names[place_key]:
-                    matches.append(PlaceMatch(p, i, j, score))
+                    matches.append(PlaceMatch(p, i, j, score, " ".join(tokens[i:j]), before))
         matches.sort(key=lambda m: m.start)
         outside.sort(key=lambda m: m.start)
         return PlaceResult(tuple(matches), tuple(outside))

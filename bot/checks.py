@@ -1,0 +1,210 @@
+"""`mia intents check`: everything that can be wrong in operator-edited content, with file and line."""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import TemplateError, TemplateSyntaxError
+
+from bot.content import Content
+from bot.nlu.matcher import PLACE_TOKEN
+from bot.nlu.normalize import clean
+from bot.responses import LANGUAGES, SYSTEM_TEMPLATES
+from bot.yamlfile import ContentErrors
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding: an error blocks the content, a warning is advice."""
+
+    severity: str  # "error" | "warning"
+    path: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass
+class CheckReport:
+    """All findings, and the content when it could be loaded."""
+
+    problems: list[Problem]
+    content: Content | None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def check_content(root: Path, progress=None) -> CheckReport:
+    """Validate intents, templates and data under root; never raises for content problems."""
+    try:
+        content = Content.load(root)
+    except ContentErrors as exc:
+        return CheckReport([Problem("error", e.path, e.line, e.message) for e in exc.errors], None)
+    problems: list[Problem] = []
+    problems += _duplicates(content)
+    problems += _titles(content)
+    problems += _templates(content)
+    problems += _conflicts(content, progress)
+    return CheckReport(problems, content)
+
+
+def _duplicates(content: Content) -> list[Problem]:
+    problems = []
+    seen: dict[str, tuple[str | None, object]] = {}
+    everything = [e for it in content.intents.intents for e in it.examples] + list(content.intents.negatives)
+    for ex in everything:
+        prepared = content.matcher.prepare(ex.text)
+        key = prepared.text
+        if not key.replace(PLACE_TOKEN, "").strip():
+            problems.append(Problem("warning", ex.source.path, ex.source.line,
+                                    f"example '{ex.text}' is only a place name: it teaches nothing and is ignored"))
+            continue
+        if key in seen:
+            other_intent, other_src = seen[key]
+            owner = ex.intent or "out_of_scope"
+            other = other_intent or "out_of_scope"
+            where = f"'{owner}'" if other == owner else f"'{owner}' and in '{other}'"
+            problems.append(Problem("error", ex.source.path, ex.source.line,
+                                    f"example '{ex.text}' reads the same as the one at {other_src} once "
+                                    f"normalized ('{key}'): twice in {where}"))
+        else:
+            seen[key] = (ex.intent, ex.source)
+    return problems
+
+
+def _titles(content: Content) -> list[Problem]:
+    problems = []
+    for lang in LANGUAGES:
+        seen: dict[str, str] = {}
+        for it in content.intents.intents:
+            key = clean(it.title[lang])
+            if key in seen:
+                problems.append(Problem("error", it.source.path, it.source.line,
+                                        f"title '{it.title[lang]}' ({lang}) is also the title of '{seen[key]}'"))
+            seen.setdefault(key, it.id)
+    return problems
+
+
+def _sample_contexts(content: Content) -> list[dict]:
+    kb = content.knowledge
+    office = kb.offices[0]
+    region = kb.regencies_of(office)[0]
+    outside = next(iter(kb.outside.values()))
+    base = dict(kb=kb, user_name=None, service=None, service_offices=[], also_outside=None,
+                outside=outside, places=[{"name": r.short_name, "office": kb.office_for(r.code)}
+                                         for r in kb.regencies[:2]],
+                candidates=[it.title["id"] for it in content.intents.intents[:2]])
+    return [
+        dict(base, office=None, region=None, place=None),
+        dict(base, office=office, region=region, place=region.short_name, user_name="Budi",
+             also_outside=outside),
+    ]
+
+
+def _templates(content: Content) -> list[Problem]:
+    problems: list[Problem] = []
+    responses = content.responses
+    kb = content.knowledge
+    wanted = {it.response: it for it in content.intents.intents}
+    for lang in LANGUAGES:
+        folder = responses.root / lang
+        present = responses.names(lang)
+        for name, it in wanted.items():
+            if name not in present:
+                problems.append(Problem("error", it.source.path, it.source.line,
+                                        f"intent '{it.id}' has no template {folder / (name + '.j2')}"))
+        for name in SYSTEM_TEMPLATES:
+            if name not in present:
+                problems.append(Problem("error", folder / f"{name}.j2", None,
+                                        "missing: MIA needs this template"))
+        for name in sorted(present - set(wanted) - set(SYSTEM_TEMPLATES)):
+            if not name.startswith("_"):
+                problems.append(Problem("error", folder / f"{name}.j2", None,
+                                        "unused: no intent uses this template (rename it to _name.j2 if it "
+                                        "is included by others, or set `response:` in an intent)"))
+        for name in sorted(present & (set(wanted) | set(SYSTEM_TEMPLATES))):
+            service = kb.services.get(name)
+            for ctx in _sample_contexts(content):
+                ctx = dict(ctx, service=service,
+                           service_offices=[kb.office(o) for o in (service.offices if service else ())])
+                try:
+                    text = responses.render(lang, name, **ctx)
+                except TemplateSyntaxError as exc:
+                    problems.append(Problem("error", Path(exc.filename or folder / f"{name}.j2"), exc.lineno,
+                                            f"template syntax: {exc.message}"))
+                    break
+                except (TemplateError, Exception) as exc:  # noqa: BLE001 - report any render failure
+                    path, line = _template_frame(exc, folder / f"{name}.j2")
+                    problems.append(Problem("error", path, line, f"cannot render: {exc}"))
+                    break
+                if not text.strip() and name not in ("office_for_region",):
+                    problems.append(Problem("error", folder / f"{name}.j2", None, "renders to an empty answer"))
+                    break
+                if "None" in re.findall(r"\bNone\b", text):
+                    problems.append(Problem("error", folder / f"{name}.j2", None,
+                                            "renders the word 'None': an unknown fact printed as is"))
+                    break
+    return problems
+
+
+def _template_frame(exc: BaseException, default: Path) -> tuple[Path, int | None]:
+    """The template file and line where rendering failed (from Jinja's rewritten traceback)."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith(".j2"):
+            return Path(frame.filename), frame.lineno
+    return default, None
+
+
+def _conflicts(content: Content, progress=None) -> list[Problem]:
+    """Examples that, left out, would be answered as another intent (error) or lean to one (warning)."""
+    problems = []
+    matcher = content.matcher
+    t = matcher.t
+    for index, (text, owner) in enumerate(zip(matcher._choices, matcher._owner)):
+        if progress:
+            progress(index + 1, len(matcher._choices))
+        if owner.startswith("__"):
+            continue
+        prep = matcher.prepare(text)
+        scores = matcher.score(prep, exclude=index)
+        scores.pop("__out_of_scope__", None)
+        ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+        if not ranked or ranked[0][0] == owner:
+            continue
+        ex = matcher.example_at(index)
+        best, best_score = ranked[0]
+        own = scores.get(owner, 0.0)
+        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        confident = best_score >= t.accept and best_score - second >= t.margin
+        severity = "error" if confident and best_score - own >= t.margin else "warning"
+        problems.append(Problem(
+            severity, ex.source.path, ex.source.line,
+            f"example '{ex.text}' of '{owner}' scores closer to '{best}' ({best_score:.0f} vs {own:.0f})"))
+    return problems
+
+
+def print_report(report: CheckReport, out=sys.stdout, show_warnings: bool = True) -> None:
+    """Human-readable summary, errors first."""
+    for p in report.errors + (report.warnings if show_warnings else []):
+        print(p, file=out)
+    c = report.content
+    if c is not None:
+        n_ex = sum(len(i.examples) for i in c.intents.intents)
+        print(f"{len(c.intents.intents)} intents, {n_ex} examples, {len(c.intents.negatives)} out-of-scope "
+              f"examples, {len(c.knowledge.offices)} offices, {len(c.knowledge.regencies)} regencies "
+              f"(loaded in {c.load_seconds * 1000:.0f} ms)", file=out)
+    status = "OK" if not report.errors else "FAILED"
+    print(f"{status}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)", file=out)

@@ -1,0 +1,169 @@
+"""`mia intents test`: accuracy of MIA on a labelled file, like `rasa test nlu`."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bot.assistant import Assistant, Outcome
+from bot.store.base import ConversationState
+
+NULL = "(none)"
+
+
+class LabelledFileError(ValueError):
+    """The labelled file cannot be read; the message says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One labelled message."""
+
+    text: str
+    intent: str | None
+    has_office: bool = False
+    office: str | None = None
+    region: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class Result:
+    """Figures of one evaluation run."""
+
+    total: int = 0
+    correct: int = 0
+    per_intent: dict[str, dict[str, float]] = field(default_factory=dict)
+    out_of_scope_total: int = 0
+    out_of_scope_fallback: int = 0
+    confusions: list[dict] = field(default_factory=list)
+    office_total: int = 0
+    office_correct: int = 0
+    wrong_office: list[dict] = field(default_factory=list)
+    missing_office: list[dict] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    @property
+    def out_of_scope_rate(self) -> float:
+        """Share of out-of-scope messages that fell back (higher is better)."""
+        return self.out_of_scope_fallback / self.out_of_scope_total if self.out_of_scope_total else 1.0
+
+    @property
+    def office_accuracy(self) -> float:
+        return self.office_correct / self.office_total if self.office_total else 1.0
+
+    def as_dict(self) -> dict:
+        return {
+            "total": self.total,
+            "accuracy": round(self.accuracy, 4),
+            "out_of_scope": {"total": self.out_of_scope_total, "fallback": self.out_of_scope_fallback,
+                             "rate": round(self.out_of_scope_rate, 4)},
+            "office": {"total": self.office_total, "correct": self.office_correct,
+                       "accuracy": round(self.office_accuracy, 4), "wrong": self.wrong_office,
+                       "missing": self.missing_office},
+            "per_intent": self.per_intent,
+            "confusions": self.confusions,
+        }
+
+
+def load_cases(path: Path) -> list[Case]:
+    """Read a labelled YAML file: a list of {text, intent (id or null), region?, office?}."""
+    from bot.yamlfile import ContentError, load_yaml
+
+    try:
+        data, lines = load_yaml(Path(path))
+    except ContentError as exc:
+        raise LabelledFileError(str(exc)) from None
+    if not isinstance(data, list):
+        raise LabelledFileError(f"{path}: expected a list of cases, each with 'text' and 'intent'")
+    cases = []
+    for i, item in enumerate(data):
+        line = lines.get((i,))
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or "intent" not in item:
+            raise LabelledFileError(f"{path}:{line}: each case needs 'text' (a string) and 'intent' (an id or null)")
+        cases.append(Case(item["text"], item["intent"], "office" in item, item.get("office"),
+                          item.get("region"), line))
+    return cases
+
+
+def evaluate(assistant: Assistant, cases: list[Case], progress=None) -> Result:
+    """Run every case as a fresh conversation through the assistant's decision and tally."""
+    result = Result()
+    tp: Counter = Counter()
+    fp: Counter = Counter()
+    fn: Counter = Counter()
+    support: Counter = Counter()
+    confusions: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for n, case in enumerate(cases, 1):
+        if progress:
+            progress(n, len(cases))
+        outcome: Outcome = assistant.respond(case.text, ConversationState())
+        got, want = outcome.intent, case.intent
+        result.total += 1
+        support[want or NULL] += 1
+        if got == want:
+            result.correct += 1
+            tp[want or NULL] += 1
+        else:
+            fp[got or NULL] += 1
+            fn[want or NULL] += 1
+            confusions[(want or NULL, got or NULL)].append(case.text)
+        if want is None:
+            result.out_of_scope_total += 1
+            result.out_of_scope_fallback += got is None
+        if case.has_office:  # only cases labelled with an office (null included) are judged
+            expected = case.office
+            result.office_total += 1
+            row = {"text": case.text, "line": case.line, "expected": expected, "got": outcome.office}
+            if outcome.office == expected:
+                result.office_correct += 1
+            elif outcome.office is None:
+                result.missing_office.append(row)
+            else:
+                result.wrong_office.append(row)
+    for label in sorted(set(support) | set(fp)):
+        p_den = tp[label] + fp[label]
+        r_den = tp[label] + fn[label]
+        precision = tp[label] / p_den if p_den else 0.0
+        recall = tp[label] / r_den if r_den else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        result.per_intent[label] = {"precision": round(precision, 3), "recall": round(recall, 3),
+                                    "f1": round(f1, 3), "support": support[label]}
+    result.confusions = sorted(
+        ({"expected": w, "got": g, "count": len(texts), "examples": texts[:3]} for (w, g), texts in confusions.items()),
+        key=lambda c: -c["count"],
+    )
+    return result
+
+
+def format_result(result: Result) -> str:
+    """A readable report: summary, per-intent table, confusions, office mistakes."""
+    lines = [
+        f"Intent accuracy: {result.accuracy:.1%} ({result.correct}/{result.total})",
+        f"Out of scope that fell back: {result.out_of_scope_rate:.1%} "
+        f"({result.out_of_scope_fallback}/{result.out_of_scope_total})",
+        f"Correct office: {result.office_accuracy:.1%} ({result.office_correct}/{result.office_total}); "
+        f"wrong office: {len(result.wrong_office)}; office not given: {len(result.missing_office)}",
+        "",
+        f"{'intent':<28} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}",
+    ]
+    for label, m in result.per_intent.items():
+        lines.append(f"{label:<28} {m['precision']:>9.2f} {m['recall']:>7.2f} {m['f1']:>6.2f} {m['support']:>8}")
+    if result.confusions:
+        lines += ["", "Confusions (expected -> got):"]
+        for c in result.confusions:
+            lines.append(f"  {c['expected']} -> {c['got']}: {c['count']}  e.g. \"{c['examples'][0]}\"")
+    for title, rows in (("Wrong office", result.wrong_office), ("Office not given", result.missing_office)):
+        if rows:
+            lines += ["", f"{title}:"]
+            lines += [f"  line {r['line']}: \"{r['text']}\" expected {r['expected']}, got {r['got']}" for r in rows]
+    return "\n".join(lines)
+
+
+__all__ = ["Case", "Result", "load_cases", "evaluate", "format_result", "LabelledFileError", "yaml"]

@@ -1,0 +1,89 @@
+"""Answer templates: Jinja2 over responses/<lang>/*.j2, sandboxed, with StrictUndefined."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+LANGUAGES = ("id", "en")
+# Templates the assistant itself uses besides one per intent.
+SYSTEM_TEMPLATES = (
+    "fallback",
+    "clarify",
+    "ask_region",
+    "region_ambiguous",
+    "outside_region",
+    "place_only",
+    "bad_input",
+)
+
+
+def rupiah(value: int | float) -> str:
+    """350000 -> "Rp350.000" (Indonesian thousands separator)."""
+    return "Rp" + f"{int(value):,}".replace(",", ".")
+
+
+def join_names(items: list[str], lang: str = "id") -> str:
+    """["a", "b", "c"] -> "a, b dan c" (or "a, b and c")."""
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    word = " dan " if lang == "id" else " and "
+    return ", ".join(items[:-1]) + word + items[-1]
+
+
+class Responses:
+    """Renders templates per language; operators' templates cannot reach Python internals."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.envs = {}
+        for lang in LANGUAGES:
+            env = ImmutableSandboxedEnvironment(
+                loader=FileSystemLoader(str(self.root / lang)),
+                undefined=StrictUndefined,
+                autoescape=False,
+                trim_blocks=True,
+                lstrip_blocks=True,
+                keep_trailing_newline=False,
+            )
+            env.filters["rupiah"] = rupiah
+            env.filters["join_names"] = lambda items, _lang=lang: join_names(items, _lang)
+            self.envs[lang] = env
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def names(self, lang: str) -> set[str]:
+        """Template names present for a language (file stem)."""
+        return {p.stem for p in (self.root / lang).glob("*.j2")}
+
+    def preload(self, names: list[str]) -> None:
+        """Compile the given templates in every language now, so errors show at load time."""
+        for lang in LANGUAGES:
+            for name in names:
+                self._template(lang, name)
+
+    def _template(self, lang: str, name: str):
+        key = (lang, name)
+        tpl = self._cache.get(key)
+        if tpl is None:
+            tpl = self.envs[lang].get_template(f"{name}.j2")
+            self._cache[key] = tpl
+        return tpl
+
+    def render(self, lang: str, name: str, **context: Any) -> str:
+        """Render template `name` in `lang` (falling back to Indonesian), trimmed."""
+        if lang not in self.envs:
+            lang = "id"
+        text = self._template(lang, name).render(lang=lang, **context)
+        lines = [line.rstrip() for line in text.strip().splitlines()]
+        out: list[str] = []
+        for line in lines:  # at most one blank line in a row
+            if line or (out and out[-1]):
+                out.append(line)
+        return "\n".join(out)
+
+
+__all__ = ["Responses", "TemplateError", "TemplateNotFound", "SYSTEM_TEMPLATES", "LANGUAGES", "rupiah"]

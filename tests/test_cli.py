@@ -1,0 +1,131 @@
+"""The mia command as an operator or a script uses it: real processes, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.conftest import ROOT, mia_command
+
+
+def run(args, *, input=None, env_extra=None, cwd=ROOT, timeout=120):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run(mia_command() + args, input=input, capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout)
+
+
+def test_ask_prints_reply_and_buttons():
+    out = run(["ask", "kantor imigrasi utk muba dimana"])
+    assert out.returncode == 0, out.stderr
+    assert "Kantor Imigrasi Kelas I TPI Palembang" in out.stdout
+    assert "[1]" in out.stdout
+
+
+def test_ask_json_has_the_contract_keys():
+    out = run(["ask", "--json", "sy tinggal di rambang niru, bikin paspor kmn"])
+    data = json.loads(out.stdout)
+    assert set(data) == {"intent", "confidence", "region", "office", "reply", "buttons"}
+    assert data["intent"] == "office_for_region"
+    assert data["region"] == "16.03" and data["office"] == "muaraenim"
+    assert 0 < data["confidence"] <= 1
+    assert isinstance(data["buttons"], list) and all(isinstance(b, str) for b in data["buttons"])
+
+
+def test_ask_json_fallback_has_null_intent():
+    data = json.loads(run(["ask", "--json", "resep rendang padang yang enak"]).stdout)
+    assert data["intent"] is None and data["office"] is None
+    assert data["reply"]
+
+
+def test_ask_json_stdin_thousand_lines_each_fresh():
+    lines = ["kantor imigrasi untuk daerah saya dimana", "lahat"] * 500
+    out = run(["ask", "--json", "-"], input="\n".join(lines) + "\n")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 1000
+    # every line is a fresh conversation: "lahat" alone never completes the previous question
+    assert all(r["intent"] == "office_for_region" and r["office"] is None for r in rows[0::2])
+    assert all(r["intent"] is None for r in rows[1::2])
+
+
+def test_chat_works_with_piped_stdin(tmp_path):
+    out = run(["chat"], input="halo\nkantor imigrasi utk daerah sy\nlahat\n",
+              env_extra={"MIA_DB_PATH": str(tmp_path / "chat.db")})
+    assert out.returncode == 0, out.stderr
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in out.stdout
+    assert (tmp_path / "chat.db").exists()
+
+
+def test_intents_check_passes_on_shipped_content():
+    out = run(["intents", "check", "--quiet"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK: 0 error(s)" in out.stdout
+
+
+def test_intents_check_names_file_and_line(content_copy):
+    path = content_copy / "intents" / "general.yaml"
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    # Give an intent an unknown button and copy an example of one intent into another.
+    idx = next(i for i, l in enumerate(lines) if l.strip().startswith("buttons:"))
+    lines[idx] = lines[idx].replace("buttons: [", "buttons: [no_such_intent, ")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = run(["intents", "check"], env_extra={"MIA_CONTENT_DIR": str(content_copy)})
+    assert out.returncode == 1
+    assert f"{path}:" in out.stdout + out.stderr
+    assert "no_such_intent" in out.stdout + out.stderr
+
+
+def test_intents_check_reports_yaml_syntax_line(content_copy):
+    path = content_copy / "intents" / "passport.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines.insert(5, "  - id: [unclosed")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = run(["intents", "check"], env_extra={"MIA_CONTENT_DIR": str(content_copy)})
+    assert out.returncode == 1
+    assert f"{path}:" in out.stdout
+
+
+def test_intents_check_finds_duplicate_example_and_missing_template(content_copy):
+    passport = content_copy / "intents" / "passport.yaml"
+    text = passport.read_text(encoding="utf-8")
+    passport.write_text(text.replace("    examples:\n", "    examples:\n      - apa kabar min\n", 1), encoding="utf-8")
+    general = content_copy / "intents" / "general.yaml"
+    general.write_text(general.read_text(encoding="utf-8").replace("    examples:\n", "    examples:\n      - apa kabar min\n", 1),
+                       encoding="utf-8")
+    (content_copy / "responses" / "en" / "thanks.j2").unlink()
+    (content_copy / "responses" / "id" / "orphan.j2").write_text("tidak dipakai", encoding="utf-8")
+    out = run(["intents", "check"], env_extra={"MIA_CONTENT_DIR": str(content_copy)})
+    assert out.returncode == 1
+    assert "apa kabar min" in out.stdout
+    assert "thanks.j2" in out.stdout
+    assert "orphan.j2" in out.stdout and "unused" in out.stdout
+
+
+def test_intents_check_renders_templates(content_copy):
+    tpl = content_copy / "responses" / "id" / "greeting.j2"
+    tpl.write_text("Halo\n{{ no_such_variable }}\n", encoding="utf-8")
+    out = run(["intents", "check"], env_extra={"MIA_CONTENT_DIR": str(content_copy)})
+    assert out.returncode == 1
+    assert f"{tpl}:2" in out.stdout
+
+
+def test_intents_test_reports_and_gates(tmp_path):
+    labelled = tmp_path / "cases.yaml"
+    labelled.write_text(
+        '- {text: "biaya paspor brp", intent: passport_fees}\n'
+        '- {text: "kantor imigrasi utk lahat", intent: office_for_region, region: "16.04", office: muaraenim}\n'
+        '- {text: "resep pempek", intent: null}\n'
+        '- {text: "halo", intent: passport_fees}\n',
+        encoding="utf-8",
+    )
+    out = run(["intents", "test", str(labelled), "--json"])
+    data = json.loads(out.stdout)
+    assert data["total"] == 4 and data["accuracy"] == 0.75
+    assert data["office"]["correct"] == 1 and data["office"]["wrong"] == []
+    assert data["out_of_scope"]["rate"] == 1.0
+    assert data["confusions"][0]["expected"] == "passport_fees" and data["confusions"][0]["got"] == "greeting"
+    gate = run(["intents", "test", str(labelled), "--min-accuracy", "0.9"])
+    assert gate.returncode == 1
+    assert "Intent accuracy: 75.0%" in gate.stdout
