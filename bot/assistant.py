@@ -15,6 +15,7 @@ from bot.store.base import ConversationState, Store
 log = logging.getLogger(__name__)
 
 ASK_REGION = "office_for_region"
+LAST_PLACE = "clarified_place"
 # Words before an office's town name that make it the office asked about, not a home.
 OFFICE_CUES = frozenset("ke kanim kantor imigrasi atau or to hrs harus ikut".split())
 FALLBACK_BUTTONS = ("help", "human_handoff")
@@ -73,6 +74,8 @@ class Assistant:
         """Decide the answer to `text` given the conversation state; returns the new state too."""
         content = self.content  # one snapshot for the whole message, even if a reload swaps it
         new_state = ConversationState(lang=state.lang, pending=None, data=dict(state.data))
+        # A place named in a question MIA had to clarify counts for the very next turn only.
+        remembered = new_state.data.pop(LAST_PLACE, None)
         if not any(ch.isalnum() for ch in text[:2000]):
             new_state.pending = state.pending  # an empty message does not cancel a question
             return self._reply(content, new_state, "bad_input", None, 0.0, buttons=MENU_BUTTONS)
@@ -84,12 +87,15 @@ class Assistant:
         places = u.places
         has_place = bool(places.matches or places.outside)
         if state.pending == ASK_REGION and has_place and (intent is None or intent == ASK_REGION):
-            intent, confidence = ASK_REGION, max(confidence, 1.0 if not u.text.replace("xloc", "").strip() else 0.9)
+            intent, confidence = ASK_REGION, max(confidence, 1.0 if u.only_places else 0.9)
 
         if intent is None:
             return self._not_understood(content, new_state, u)
 
         ctx = self._place_context(content, places.matches)
+        if remembered and not places.matches and not places.outside:
+            ctx = dict(ctx, region=content.knowledge.regency(remembered["region"]),
+                       office=content.knowledge.office_for(remembered["region"]), place=remembered["place"])
         if intent == ASK_REGION:
             return self._office_for_region(content, new_state, u, confidence, ctx)
         region: Regency | None = ctx["region"]
@@ -102,8 +108,7 @@ class Assistant:
 
     def _not_understood(self, content: Content, state: ConversationState, u: Understanding) -> Outcome:
         matches = u.places.matches
-        bare_place = not u.text.replace("xloc", "").strip()
-        if bare_place and matches:
+        if u.only_places and matches:
             ctx = self._place_context(content, matches)
             if ctx["region"] is not None:
                 title = content.intents.get(ASK_REGION).title[state.lang]
@@ -112,8 +117,13 @@ class Assistant:
                                    extra_buttons=(button,), understanding=u)
         cands = u.candidates
         if (not u.out_of_scope and len(cands) >= 2 and cands[0].score >= content.matcher.t.clarify):
+            # The place is understood even when the question is not: say which office serves it.
+            ctx = self._place_context(content, matches)
+            if ctx["region"] is not None:
+                state.data[LAST_PLACE] = {"region": ctx["region"].code, "place": ctx["place"]}
             return self._reply(content, state, "clarify", None, u.confidence,
-                               buttons=(cands[0].intent, cands[1].intent, "human_handoff"), understanding=u)
+                               buttons=(cands[0].intent, cands[1].intent, "human_handoff"), understanding=u,
+                               region=ctx["region"], office=ctx["office"], place=ctx["place"])
         return self._reply(content, state, "fallback", None, u.confidence, buttons=FALLBACK_BUTTONS,
                            understanding=u)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from jinja2 import TemplateError, TemplateSyntaxError
 
 from bot.content import Content
-from bot.nlu.matcher import PLACE_TOKEN
+from bot.nlu.matcher import MARKERS
 from bot.nlu.normalize import clean
 from bot.responses import LANGUAGES, SYSTEM_TEMPLATES
-from bot.yamlfile import ContentErrors
+from bot.yamlfile import ContentErrors, display_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
-        return f"{where}: {self.severity}: {self.message}"
+        return f"{display_path(self.path, self.line)}: {self.severity}: {self.message}"
 
 
 @dataclass
@@ -68,7 +67,7 @@ def _duplicates(content: Content) -> list[Problem]:
     for ex in everything:
         prepared = content.matcher.prepare(ex.text)
         key = prepared.text
-        if not key.replace(PLACE_TOKEN, "").strip():
+        if set(key.split()) <= MARKERS:
             problems.append(Problem("warning", ex.source.path, ex.source.line,
                                     f"example '{ex.text}' is only a place name: it teaches nothing and is ignored"))
             continue

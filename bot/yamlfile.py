@@ -24,8 +24,17 @@ class ContentError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
-        return f"{where}: {self.message}"
+        return f"{display_path(self.path, self.line)}: {self.message}"
+
+
+def display_path(path: Path, line: int | None = None) -> str:
+    """A path as an operator reads it: relative to the working folder when inside it, with :line."""
+    path = Path(path)
+    try:
+        path = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    return f"{path}:{line}" if line else str(path)
 
 
 class ContentErrors(Exception):

@@ -137,3 +137,12 @@ async def test_button_press_is_handled_like_its_text(chat):
     pressed = await chat.say(button.payload)
     typed = await chat.say(button.title)
     assert pressed.text == typed.text
+
+
+async def test_clarifying_question_keeps_the_place_for_the_chosen_button(chat):
+    reply = await chat.say("sy wong lahat nak buat paspor baru, dokumen apo bae yg dibawa")
+    titles = [b.title for b in reply.buttons]
+    assert "Kantor untuk daerah saya" in titles and "Syarat paspor baru" in titles
+    assert "Muaraenim" in reply.text  # the place was understood even if the question was not
+    answer = await chat.say("Kantor untuk daerah saya")
+    assert "Lahat" in answer.text and "Kantor Imigrasi Kelas II Non TPI Muaraenim" in answer.text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.yamlfile import ContentError, ContentErrors, line_of, load_yaml, validate
+from bot.yamlfile import ContentError, ContentErrors, display_path, line_of, load_yaml, validate
 
 INTENT_ID = r"^[a-z][a-z0-9_]*$"
 
@@ -43,7 +43,7 @@ class Source:
     line: int | None
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else str(self.path)
+        return display_path(self.path, self.line)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -9,12 +10,27 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from bot.nlu.intents import Example, IntentSet
-from bot.nlu.normalize import Lexicon, clean, detect_language, expand_slang, split_digits
+from bot.nlu.normalize import MAX_CHARS, Lexicon, clean, detect_language, expand_slang, split_digits
 from bot.nlu.places import PlaceMatcher, PlaceResult
 
-PLACE_TOKEN = "xloc"
+PLACE_TOKEN = "xloc"  # stands for a place named in the message
+OFFICE_TOKEN = "xkanim"  # stands for an office named by its town ("kanim palembang")
+MARKERS = frozenset((PLACE_TOKEN, OFFICE_TOKEN))
+OFFICE_WORDS = frozenset("kanim kantor imigrasi imigrasinya office".split())
 SUFFIXES = ("nya", "lah", "kah", "dong")
 OUT_OF_SCOPE = "__out_of_scope__"
+
+
+_CAPS_WORD = re.compile(r"\b[A-Z]{2,5}\b")
+
+
+def acronyms_in(text: str) -> frozenset[str]:
+    """Words written in capitals ("OI", "OKU") in a message that is not all capitals."""
+    head = text[:MAX_CHARS]
+    letters = [c for c in head if c.isalpha()]
+    if not letters or sum(c.isupper() for c in letters) > len(letters) / 2:
+        return frozenset()
+    return frozenset(w.lower() for w in _CAPS_WORD.findall(head))
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +40,7 @@ class Thresholds:
     accept: float = 74.0  # best score needed to answer
     margin: float = 3.0  # lead over the runner-up needed to answer
     clarify: float = 58.0  # below this, no "Maksud Anda ...?" question: plain fallback
-    keyword_bonus: float = 12.0  # added per distinct keyword found (at most two count)
+    keyword_bonus: float = 8.0  # added per distinct keyword found (at most two count)
     set_weight: float = 0.7  # token_set_ratio's share of the example score; token_sort_ratio has the rest
     set_candidates: int = 48  # examples per message that get the exact token_set_ratio
     correction_cutoff: float = 80.0  # typo correction against the content's vocabulary
@@ -50,6 +66,11 @@ class Understanding:
     lang: str | None  # "id", "en" or None when the words do not tell
     out_of_scope: bool  # the best match was a known out-of-scope phrase
     by_title: bool = False  # the text was exactly a button title
+
+    @property
+    def only_places(self) -> bool:
+        """The message named places and nothing else ("lahat", "saya di baturaja")."""
+        return set(self.text.split()) <= MARKERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +129,7 @@ class IntentMatcher:
         self._examples: list[Example] = []
         for owner, examples in groups:
             kept = [(self.prepare(e.text).text, e) for e in examples]
-            kept = [(t, e) for t, e in kept if t.replace(PLACE_TOKEN, "").strip()]  # a place alone: no intent
+            kept = [(t, e) for t, e in kept if not set(t.split()) <= MARKERS]  # a place alone: no intent
             if kept:
                 self._group_ids.append(owner)
                 starts.append(len(self._choices))
@@ -167,17 +188,17 @@ class IntentMatcher:
     def prepare(self, text: str) -> _Prepared:
         """Clean, find places, mask them, expand slang, correct typos."""
         tokens = split_digits(clean(text).split())
-        found = self.places.find(tokens)
+        found = self.places.find(tokens, acronyms=acronyms_in(text))
+        offices = {m.start for m in found.matches if m.text in self.seat_names and m.preceded_by in OFFICE_WORDS}
         masked: list[str] = []
-        spans = found.spans
         i = 0
-        for start, end in spans:
+        for start, end in found.spans:
             masked.extend(tokens[i:start])
-            masked.append(PLACE_TOKEN)
+            masked.append(OFFICE_TOKEN if start in offices else PLACE_TOKEN)
             i = end
         masked.extend(tokens[i:])
         lang = detect_language(masked, self.lexicon)
-        corrected = [self.correct(w) if w != PLACE_TOKEN else w for w in masked]
+        corrected = [w if w in MARKERS else self.correct(w) for w in masked]
         words = expand_slang(corrected, self.lexicon)
         return _Prepared(" ".join(words), tuple(words), found, lang)
 
@@ -190,7 +211,7 @@ class IntentMatcher:
         if title_hit is not None:
             return Understanding(prep.text, title_hit, 1.0, (Candidate(title_hit, 100.0),), prep.places,
                                  prep.lang, False, by_title=True)
-        content = [w for w in prep.tokens if w != PLACE_TOKEN]
+        content = [w for w in prep.tokens if w not in MARKERS]
         if not content:
             return Understanding(prep.text, None, 0.0, (), prep.places, prep.lang, False)
         scores = self.score(prep)

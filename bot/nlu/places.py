@@ -125,8 +125,12 @@ class PlaceMatcher:
         self._fuzzy_buckets = dict(buckets)
         self.max_ngram = max(MAX_NGRAM, max(len(k.split()) for k in self.names))
 
-    def find(self, tokens: list[str]) -> PlaceResult:
-        """Find places among cleaned tokens (see normalize.clean and split_digits)."""
+    def find(self, tokens: list[str], acronyms: frozenset[str] = frozenset()) -> PlaceResult:
+        """Find places among cleaned tokens (see normalize.clean and split_digits).
+
+        `acronyms` are words the citizen wrote in capitals ("OI"): an abbreviation written so
+        is a place even when the same letters are an everyday word.
+        """
         n_tok = len(tokens)
         taken = [False] * n_tok
         matches: list[PlaceMatch] = []
@@ -140,7 +144,7 @@ class PlaceMatcher:
                 taken[k] = True
 
         def cued(i: int, j: int) -> bool:
-            if i > 0 and tokens[i - 1] in CUE_WORDS:
+            if i > 0 and tokens[i - 1] in CUE_WORDS or (j - i == 1 and tokens[i] in acronyms):
                 return True
             rest = tokens[:i] + tokens[j:]
             return all(t in FILLER_WORDS for t in rest)
