@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from typing import Callable
+from dataclasses import dataclass, field, replace
 
 from bot.content import Content
+from bot.dialogue import handoff, lapor_rakit
+from bot.dialogue.state import FORM_KEY, HANDOFF_KEY, HANDOFF_REGION, HOME_KEY
 from bot.knowledge import Office, Regency
 from bot.messages import Button, Incoming, Reply
+from bot.staff import REF_PLACEHOLDER, request_buttons
 from bot.nlu.matcher import Understanding
 from bot.nlu.places import PlaceMatch
 from bot.store.base import ConversationState, Store
@@ -16,6 +21,16 @@ log = logging.getLogger(__name__)
 
 ASK_REGION = "office_for_region"
 LAST_PLACE = "clarified_place"
+CANCEL_TEXT = "/batal"
+# Commands every channel may send; each stands for a text MIA already understands.
+COMMANDS = {
+    "/start": "halo",
+    "/menu": "menu",
+    "/help": "menu",
+    "/petugas": "Bicara dengan petugas",
+    "/batal": CANCEL_TEXT,
+    "/cancel": CANCEL_TEXT,
+}
 # Words before an office's town name that make it the office asked about, not a home.
 OFFICE_CUES = frozenset("ke kanim kantor imigrasi atau or to hrs harus ikut".split())
 FALLBACK_BUTTONS = ("help", "human_handoff")
@@ -33,14 +48,34 @@ class Outcome:
     office: str | None = None
     understanding: Understanding | None = None
     state: ConversationState = field(default_factory=ConversationState)
+    effects: tuple["Effect", ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Something to do in the same transaction as the reply: save a request, notify staff."""
+
+    kind: str  # "create_request" | "staff_notice"
+    office: str | None = None
+    template: str | None = None  # staff_notice: template rendered for the staff chat
+    context: dict = field(default_factory=dict)
+    bind: tuple[str, str] | None = None  # (kind, target) so staff replies find the citizen
 
 
 class Assistant:
     """Understands a citizen's message, decides, renders the answer and records the turn."""
 
-    def __init__(self, content: Content, store: Store):
+    def __init__(self, content: Content, store: Store | None, staff_chats: dict[str, tuple[str, str]] | None = None,
+                 form_ttl_seconds: float = 24 * 3600, on_enqueue: Callable[[], None] | None = None):
         self.content = content
         self.store = store
+        self.staff_chats = dict(staff_chats or {})  # office id -> (channel, chat id) of its staff chat
+        self.form_ttl_seconds = form_ttl_seconds
+        self.on_enqueue = on_enqueue  # wakes the outbox worker
+
+    def has_staff_chat(self, office_id: str) -> bool:
+        """True when the office's staff chat is configured."""
+        return office_id in self.staff_chats
 
     async def handle(self, msg: Incoming) -> list[Reply]:
         """Answer one incoming message; a re-delivered message id gets no second answer."""
@@ -54,7 +89,15 @@ class Assistant:
                 log.info("duplicate message %s/%s ignored", msg.channel, msg.message_id)
                 return None
             state = await unit.load_state(msg.channel, msg.chat_id)
-            outcome = self.respond(msg.text, state, msg.user_name)
+            words = msg.text.strip().split()
+            if words and words[0].lower() == "/status":
+                outcome = await self._status(unit, state, words[1] if len(words) > 1 else "", msg)
+            elif msg.location is not None and not state.data.get(HANDOFF_KEY):
+                outcome = self._reply(self.content, replace(state, pending=None), "location_unsupported", None, 0.0,
+                                      buttons=(ASK_REGION,))
+            else:
+                outcome = self.respond(msg.text, state, msg.user_name)
+            outcome = await self._apply(unit, msg, outcome)
             await unit.save_state(msg.channel, msg.chat_id, outcome.state)
             await unit.log_turn(
                 msg.channel,
@@ -66,45 +109,124 @@ class Assistant:
                 outcome.office,
                 "\n\n".join(r.text for r in outcome.replies),
             )
+        if outcome.effects and self.on_enqueue is not None:
+            self.on_enqueue()
         return outcome
+
+    async def _apply(self, unit, msg: Incoming, outcome: Outcome) -> Outcome:
+        """Carry out the outcome's effects inside the message's transaction."""
+        replies = list(outcome.replies)
+        for effect in outcome.effects:
+            if effect.kind == "create_request":
+                request = await unit.create_request(msg.channel, msg.chat_id, effect.office,
+                                                    effect.context["region"], effect.context["fields"])
+                replies = [Reply(r.text.replace(REF_PLACEHOLDER, request.ref), r.buttons) for r in replies]
+                await self._notify_staff(unit, effect.office, "staff_request", {"request": request},
+                                         ("request", request.ref), buttons=request_buttons(request))
+            elif effect.kind == "staff_notice":
+                context = dict(effect.context, channel=msg.channel, chat_id=msg.chat_id)
+                if context.pop("with_history", False):
+                    context["history"] = await unit.recent_turns(msg.channel, msg.chat_id, 6)
+                kind, _ = effect.bind or ("handoff", "")
+                await self._notify_staff(unit, effect.office, effect.template, context,
+                                         (kind, f"{msg.channel}:{msg.chat_id}"))
+        return replace(outcome, replies=tuple(replies))
+
+    async def _notify_staff(self, unit, office_id: str, template: str, context: dict, bind: tuple[str, str],
+                            buttons: list[dict] | None = None) -> None:
+        destination = self.staff_chats.get(office_id)
+        if destination is None:
+            log.warning("no staff chat configured for office %s: %s not sent", office_id, template)
+            return
+        content = self.content
+        html = content.responses.render("id", template, kb=content.knowledge, office=content.knowledge.office(office_id),
+                                        **context)
+        payload = {"text": html, "html": True, "buttons": buttons or [], "bind": {"kind": bind[0], "target": bind[1]}}
+        await unit.enqueue(destination[0], destination[1], payload)
+
+    async def _status(self, unit, state: ConversationState, ref: str, msg: Incoming) -> Outcome:
+        """/status REF: the state of a callback request (only for the chat that made it)."""
+        request = await unit.get_request(ref) if ref else None
+        if request is not None and (request.channel, request.chat_id) != (msg.channel, msg.chat_id):
+            request = None  # another citizen's request: as if it did not exist
+        content = self.content
+        office = content.knowledge.office(request.office) if request else None
+        return self._reply(content, replace(state, pending=None), "request_status", None, 1.0, ref=ref.upper(),
+                           request=request, office=office)
 
     # -- deciding (pure: no I/O) ----------------------------------------------------------
 
-    def respond(self, text: str, state: ConversationState, user_name: str | None = None) -> Outcome:
+    def respond(self, text: str, state: ConversationState, user_name: str | None = None,
+                now: float | None = None) -> Outcome:
         """Decide the answer to `text` given the conversation state; returns the new state too."""
         content = self.content  # one snapshot for the whole message, even if a reload swaps it
+        now = time.time() if now is None else now
         new_state = ConversationState(lang=state.lang, pending=None, data=dict(state.data))
         # A place named in a question MIA had to clarify counts for the very next turn only.
         remembered = new_state.data.pop(LAST_PLACE, None)
+        notes: list[Reply] = []
+        form = new_state.data.get(FORM_KEY)
+        if form and form.get("expires_at", 0) < now:
+            new_state.data.pop(FORM_KEY)
+            form = None
+            notes.append(Reply(content.responses.render(state.lang, "form_expired", kb=content.knowledge)))
+        if new_state.data.get(HANDOFF_KEY):
+            return handoff.during(self, content, new_state, text, user_name)
+        command = text.strip().split(maxsplit=1)[0].lower() if text.strip().startswith("/") else None
+        if command in COMMANDS:
+            text = COMMANDS[command]
         if not any(ch.isalnum() for ch in text[:2000]):
             new_state.pending = state.pending  # an empty message does not cancel a question
-            return self._reply(content, new_state, "bad_input", None, 0.0, buttons=MENU_BUTTONS)
+            return self._prepend(notes, self._reply(content, new_state, "bad_input", None, 0.0, buttons=MENU_BUTTONS))
+        if text == CANCEL_TEXT:
+            return self._cancel(content, new_state, state)
         u = content.matcher.understand(text)
-        lang = u.lang or state.lang
-        new_state.lang = lang
+        new_state.lang = u.lang or state.lang
+        if form:
+            return self._prepend(notes, lapor_rakit.turn(self, content, new_state, text, u, user_name, now))
         intent = u.intent
         confidence = u.confidence
         places = u.places
         has_place = bool(places.matches or places.outside)
-        if state.pending == ASK_REGION and has_place and (intent is None or intent == ASK_REGION):
-            intent, confidence = ASK_REGION, max(confidence, 1.0 if u.only_places else 0.9)
+        if state.pending in (ASK_REGION, HANDOFF_REGION) and has_place and (
+                intent is None or intent in (ASK_REGION, "human_handoff")):
+            intent = ASK_REGION if state.pending == ASK_REGION else "human_handoff"
+            confidence = max(confidence, 1.0 if u.only_places else 0.9)
 
         if intent is None:
-            return self._not_understood(content, new_state, u)
+            return self._prepend(notes, self._not_understood(content, new_state, u))
 
         ctx = self._place_context(content, places.matches)
         if remembered and not places.matches and not places.outside:
             ctx = dict(ctx, region=content.knowledge.regency(remembered["region"]),
                        office=content.knowledge.office_for(remembered["region"]), place=remembered["place"])
+        if ctx["region"] is not None:
+            new_state.data[HOME_KEY] = {"region": ctx["region"].code, "place": ctx["place"]}
         if intent == ASK_REGION:
-            return self._office_for_region(content, new_state, u, confidence, ctx)
+            return self._prepend(notes, self._office_for_region(content, new_state, u, confidence, ctx))
+        if intent == "callback_request":
+            return self._prepend(notes, lapor_rakit.start(self, content, new_state, u, ctx, now))
+        if intent == "human_handoff":
+            return self._prepend(notes, handoff.start(self, content, new_state, u, ctx, user_name))
         region: Regency | None = ctx["region"]
         office: Office | None = ctx["office"]
-        return self._reply(
+        return self._prepend(notes, self._reply(
             content, new_state, content.intents.get(intent).response, intent, confidence,
             buttons=content.intents.get(intent).buttons, region=region, office=office, place=ctx["place"],
             user_name=user_name, understanding=u,
-        )
+        ))
+
+    def _cancel(self, content: Content, new_state: ConversationState, old: ConversationState) -> Outcome:
+        """/batal: close whatever is open (a form, a question MIA asked)."""
+        had_form = new_state.data.pop(FORM_KEY, None) is not None
+        template = "form_cancelled" if had_form else "nothing_to_cancel"
+        return self._reply(content, new_state, template, None, 1.0, buttons=MENU_BUTTONS)
+
+    @staticmethod
+    def _prepend(notes: list[Reply], outcome: Outcome) -> Outcome:
+        if not notes:
+            return outcome
+        return replace(outcome, replies=tuple(notes) + outcome.replies)
 
     def _not_understood(self, content: Content, state: ConversationState, u: Understanding) -> Outcome:
         matches = u.places.matches
@@ -146,6 +268,16 @@ class Assistant:
                                understanding=u)
         state.pending = ASK_REGION
         return self._reply(content, state, "ask_region", ASK_REGION, confidence, understanding=u)
+
+    @staticmethod
+    def _home_context(content: Content, state: ConversationState) -> dict:
+        """The citizen's regency as remembered from earlier in the conversation."""
+        home = state.data.get(HOME_KEY)
+        ctx = {"region": None, "office": None, "place": None, "ambiguous": (), "also_outside": None}
+        if home:
+            region = content.knowledge.regency(home["region"])
+            ctx.update(region=region, office=content.knowledge.office_for(home["region"]), place=home["place"])
+        return ctx
 
     @staticmethod
     def _place_context(content: Content, matches: tuple[PlaceMatch, ...]) -> dict:

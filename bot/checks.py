@@ -17,6 +17,12 @@ from bot.responses import LANGUAGES, SYSTEM_TEMPLATES
 from bot.yamlfile import ContentErrors, display_path
 
 
+# Templates MIA only renders with an office, a region or a request at hand.
+NEEDS_SUBJECT = frozenset({"form_done", "citizen_request_claimed", "citizen_request_done", "staff_request",
+                           "staff_handoff", "staff_handoff_closed", "staff_citizen_message", "region_ambiguous",
+                           "outside_region"})
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One finding: an error blocks the content, a warning is advice."""
@@ -102,14 +108,28 @@ def _sample_contexts(content: Content) -> list[dict]:
     office = kb.offices[0]
     region = kb.regencies_of(office)[0]
     outside = next(iter(kb.outside.values()))
+    from bot.dialogue import forms
+    from bot.dialogue.lapor_rakit import LABELS
+    from bot.store.base import CallbackRequest
+
+    fields = {"applicant_name": "Siti Aminah", "relation": "anak", "phone": "+6281234567890",
+              "address": "Jl. Merdeka No. 5", "place": region.short_name, "condition": "stroke",
+              "preferred_day": "Senin"}
+    request = CallbackRequest("RKT-2026-000001", "telegram", "1", office.id, region.code, fields, "claimed", 0.0,
+                              claimed_by="Petugas A (1)", claimed_at=0.0)
     base = dict(kb=kb, user_name=None, service=None, service_offices=[], also_outside=None,
                 outside=outside, places=[{"name": r.short_name, "office": kb.office_for(r.code)}
                                          for r in kb.regencies[:2]],
-                candidates=[it.title["id"] for it in content.intents.intents[:2]])
+                candidates=[it.title["id"] for it in content.intents.intents[:2]],
+                staff_available=True, ref="RKT-2026-000001", request=request, staff_name="Petugas A",
+                text="<b>teks warga</b>", channel="telegram", chat_id="1",
+                history=[{"text": "halo", "reply": "Halo!"}], step=forms.CONFIRM, error=None, wrong=0,
+                max_wrong=forms.MAX_WRONG, labels=LABELS["id"], shown=dict(fields, region=region.short_name),
+                fields=forms.FIELDS)
     return [
-        dict(base, office=None, region=None, place=None),
+        dict(base, office=None, region=None, place=None, request=None, staff_available=False, ref=""),
         dict(base, office=office, region=region, place=region.short_name, user_name="Budi",
-             also_outside=outside),
+             also_outside=outside, step=forms.FIELDS[0], error="too_short", wrong=forms.MAX_WRONG),
     ]
 
 
@@ -136,7 +156,10 @@ def _templates(content: Content) -> list[Problem]:
                                         "is included by others, or set `response:` in an intent)"))
         for name in sorted(present & (set(wanted) | set(SYSTEM_TEMPLATES))):
             service = kb.services.get(name)
-            for ctx in _sample_contexts(content):
+            contexts = _sample_contexts(content)
+            if name in NEEDS_SUBJECT:
+                contexts = contexts[1:]
+            for ctx in contexts:
                 ctx = dict(ctx, service=service,
                            service_offices=[kb.office(o) for o in (service.offices if service else ())])
                 try:

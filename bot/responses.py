@@ -18,6 +18,23 @@ SYSTEM_TEMPLATES = (
     "outside_region",
     "place_only",
     "bad_input",
+    "nothing_to_cancel",
+    "location_unsupported",
+    "request_status",
+    # the Lapor Rakit form
+    "form_question",
+    "form_done",
+    "form_cancelled",
+    "form_expired",
+    # staff and handoff (staff_* are HTML: every value is escaped)
+    "handoff_ended",
+    "citizen_request_claimed",
+    "citizen_request_done",
+    "staff_reply_to_citizen",
+    "staff_request",
+    "staff_handoff",
+    "staff_handoff_closed",
+    "staff_citizen_message",
 )
 
 
@@ -45,7 +62,8 @@ class Responses:
             env = ImmutableSandboxedEnvironment(
                 loader=FileSystemLoader(str(self.root / lang)),
                 undefined=StrictUndefined,
-                autoescape=False,
+                # Staff notifications are Telegram HTML: whatever a citizen typed is escaped.
+                autoescape=lambda name: bool(name) and name.startswith("staff_") and name != "staff_reply_to_citizen.j2",
                 trim_blocks=True,
                 lstrip_blocks=True,
                 keep_trailing_newline=False,

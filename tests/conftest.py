@@ -11,7 +11,7 @@ import pytest
 
 from bot.assistant import Assistant
 from bot.content import Content
-from bot.messages import Incoming
+from bot.messages import Incoming, Reply
 from bot.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,8 @@ class Chat:
         self.n += 1
         msg = Incoming(self.channel, self.chat_id, text, f"{self.chat_id}-{self.n}")
         replies = await self.assistant.handle(msg)
-        assert len(replies) == 1
-        return replies[0]
+        # What the citizen sees: the messages one after another, the buttons of the last one.
+        return Reply("\n\n".join(r.text for r in replies), replies[-1].buttons if replies else ())
 
 
 @pytest.fixture

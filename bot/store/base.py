@@ -16,6 +16,36 @@ class ConversationState:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CallbackRequest:
+    """A confirmed Lapor Rakit request: an officer is asked to visit a sick applicant."""
+
+    ref: str
+    channel: str
+    chat_id: str
+    office: str
+    region: str
+    fields: dict[str, Any]
+    status: str  # "open" | "claimed" | "done"
+    created_at: float
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    done_by: str | None = None
+    done_at: float | None = None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A message waiting to leave: to a staff chat or to a citizen."""
+
+    id: int
+    channel: str
+    chat_id: str
+    payload: dict[str, Any]
+    attempts: int
+    next_attempt_at: float
+
+
 class Unit(Protocol):
     """Operations inside one transaction."""
 
@@ -24,6 +54,17 @@ class Unit(Protocol):
     async def load_state(self, channel: str, chat_id: str) -> ConversationState: ...
 
     async def save_state(self, channel: str, chat_id: str, state: ConversationState) -> None: ...
+
+    async def create_request(self, channel: str, chat_id: str, office: str, region: str,
+                             fields: dict) -> CallbackRequest: ...
+
+    async def get_request(self, ref: str) -> CallbackRequest | None: ...
+
+    async def set_request_status(self, ref: str, status: str, by: str) -> None: ...
+
+    async def enqueue(self, channel: str, chat_id: str, payload: dict) -> int: ...
+
+    async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None: ...
 
     async def log_turn(
         self,
@@ -48,3 +89,11 @@ class Store(Protocol):
     def unit(self) -> AbstractAsyncContextManager[Unit]: ...
 
     async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]: ...
+
+    async def due_outbox(self, now: float, limit: int = 50) -> list[OutboxItem]: ...
+
+    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None: ...
+
+    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None: ...
+
+    async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]: ...

@@ -11,7 +11,16 @@ from typing import AsyncIterator
 
 import aiosqlite
 
-from bot.store.base import ConversationState
+from bot.store.base import CallbackRequest, ConversationState, OutboxItem
+
+REQUEST_COLUMNS = ("ref, channel, chat_id, office, region, fields, status, created_at, claimed_by, claimed_at, "
+                   "done_by, done_at")
+
+
+def _request(row) -> CallbackRequest:
+    return CallbackRequest(ref=row[0], channel=row[1], chat_id=row[2], office=row[3], region=row[4],
+                           fields=json.loads(row[5]), status=row[6], created_at=row[7], claimed_by=row[8],
+                           claimed_at=row[9], done_by=row[10], done_at=row[11])
 
 # Each migration runs once, in order; the applied count is kept in PRAGMA user_version.
 MIGRATIONS: tuple[str, ...] = (
@@ -44,6 +53,46 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     CREATE INDEX turns_chat ON turns (channel, chat_id, id);
+    """,
+    """
+    CREATE TABLE callback_requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ref TEXT UNIQUE,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        office TEXT NOT NULL,
+        region TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        created_at REAL NOT NULL,
+        claimed_by TEXT,
+        claimed_at REAL,
+        done_by TEXT,
+        done_at REAL
+    );
+    CREATE INDEX callback_requests_office ON callback_requests (office, status);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        sent_message_id TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at, id);
+    CREATE TABLE staff_messages (
+        channel TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        PRIMARY KEY (channel, chat_id, message_id)
+    );
     """,
 )
 
@@ -117,6 +166,50 @@ class SQLiteStore:
         async with self._require().execute("PRAGMA user_version") as cur:
             return (await cur.fetchone())[0]
 
+    async def due_outbox(self, now: float, limit: int = 50) -> list[OutboxItem]:
+        """Pending outbox rows, oldest first, including ones not yet due (for ordering)."""
+        async with self._require().execute(
+            "SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM outbox WHERE status = 'pending' "
+            "ORDER BY id LIMIT ?",
+            (limit,),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
+        """Mark a row sent; remember staff notifications so replies and buttons find their target."""
+        async with self.unit() as u:
+            await u.db.execute("UPDATE outbox SET status = 'sent', sent_at = ?, sent_message_id = ?, "
+                               "attempts = attempts + 1 WHERE id = ?", (time.time(), message_id, item.id))
+            bind = item.payload.get("bind")
+            if bind and message_id is not None:
+                await u.db.execute(
+                    "INSERT OR REPLACE INTO staff_messages (channel, chat_id, message_id, kind, target) "
+                    "VALUES (?, ?, ?, ?, ?)", (item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"]))
+
+    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
+        """Record a failed attempt: retry at `retry_at`, or give up (status 'failed') when None."""
+        async with self.unit() as u:
+            if retry_at is None:
+                await u.db.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
+                                   "WHERE id = ?", (error[:500], item.id))
+            else:
+                await u.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                                   "WHERE id = ?", (error[:500], retry_at, item.id))
+
+    async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]:
+        """Callback requests, oldest first, optionally of one office and/or status."""
+        sql = f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE 1 = 1"
+        args: list = []
+        if office:
+            sql += " AND office = ?"
+            args.append(office)
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        async with self._require().execute(sql + " ORDER BY id", args) as cur:
+            return [_request(r) for r in await cur.fetchall()]
+
     async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
         """The last turns of a conversation, oldest first."""
         async with self._require().execute(
@@ -133,6 +226,73 @@ class SQLiteUnit:
 
     def __init__(self, db: aiosqlite.Connection):
         self.db = db
+
+    # -- callback requests ---------------------------------------------------------------
+
+    async def create_request(self, channel: str, chat_id: str, office: str, region: str, fields: dict) -> CallbackRequest:
+        """Save a confirmed request and give it its reference, e.g. RKT-2026-000123."""
+        now = time.time()
+        cur = await self.db.execute(
+            "INSERT INTO callback_requests (channel, chat_id, office, region, fields, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (channel, chat_id, office, region, json.dumps(fields, ensure_ascii=False), now),
+        )
+        ref = f"RKT-{time.gmtime(now).tm_year}-{cur.lastrowid:06d}"
+        await self.db.execute("UPDATE callback_requests SET ref = ? WHERE id = ?", (ref, cur.lastrowid))
+        return await self.get_request(ref)
+
+    async def get_request(self, ref: str) -> CallbackRequest | None:
+        """A request by its reference (case-insensitive), or None."""
+        async with self.db.execute(f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE ref = ?",
+                                   (ref.strip().upper(),)) as cur:
+            row = await cur.fetchone()
+        return _request(row) if row else None
+
+    async def set_request_status(self, ref: str, status: str, by: str) -> None:
+        """Record a claim ("claimed") or a close ("done"), with who and when."""
+        column = {"claimed": "claimed", "done": "done"}[status]
+        await self.db.execute(
+            f"UPDATE callback_requests SET status = ?, {column}_by = ?, {column}_at = ? WHERE ref = ?",
+            (status, by, time.time(), ref),
+        )
+
+    # -- outbox --------------------------------------------------------------------------
+
+    async def enqueue(self, channel: str, chat_id: str, payload: dict) -> int:
+        """Queue a message for the outbox worker; it leaves only if this transaction commits."""
+        now = time.time()
+        cur = await self.db.execute(
+            "INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?)",
+            (channel, chat_id, json.dumps(payload, ensure_ascii=False), now, now),
+        )
+        return cur.lastrowid
+
+    async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
+        """The last turns of a conversation, oldest first."""
+        async with self.db.execute(
+            "SELECT text, intent, reply, created_at FROM turns WHERE channel = ? AND chat_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (channel, chat_id, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
+
+    async def staff_message_of(self, kind: str, target: str) -> tuple[str, str, str] | None:
+        """(channel, chat id, message id) of the staff notification about a target, or None."""
+        async with self.db.execute(
+            "SELECT channel, chat_id, message_id FROM staff_messages WHERE kind = ? AND target = ? LIMIT 1",
+            (kind, target),
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None:
+        """(kind, target) of a notification MIA sent to a staff chat, or None."""
+        async with self.db.execute(
+            "SELECT kind, target FROM staff_messages WHERE channel = ? AND chat_id = ? AND message_id = ?",
+            (channel, chat_id, message_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else None
 
     async def claim_message(self, channel: str, message_id: str) -> bool:
         """Record a message id; False when it was already handled (a re-delivery)."""

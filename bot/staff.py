@@ -1,0 +1,240 @@
+"""Staff work: claiming and closing requests, replying to citizens, and the outbox worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.content import Content
+from bot.store.base import CallbackRequest, ConversationState, OutboxItem
+from bot.dialogue.state import HANDOFF_KEY
+
+log = logging.getLogger(__name__)
+
+REF_PLACEHOLDER = "{ref}"  # the form's confirmation is rendered before the request has its reference
+
+
+def request_buttons(request: CallbackRequest) -> list[dict]:
+    """The staff notification's buttons for a request in its current state."""
+    buttons = []
+    if request.status == "open":
+        buttons.append({"title": "Ambil", "data": f"claim:{request.ref}"})
+    if request.status in ("open", "claimed"):
+        buttons.append({"title": "Selesai", "data": f"done:{request.ref}"})
+    return buttons
+
+
+@dataclass(frozen=True, slots=True)
+class StaffEvent:
+    """Something a staff member did in a staff chat, as a channel delivers it."""
+
+    channel: str
+    chat_id: str  # the staff chat
+    event_id: str  # the platform's id of the update: the key for de-duplication
+    user_id: str
+    user_name: str
+    action: str  # "claim" | "done" | "reply" | "end"
+    ref: str = ""  # claim/done: the request reference
+    reply_to: str = ""  # reply/end: the id of the MIA notification being answered
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StaffResult:
+    """What the staff member sees at once (a toast or a short reply)."""
+
+    text: str
+    ok: bool
+
+
+class StaffDesk:
+    """Carries out staff actions, only from the staff chat of the office concerned."""
+
+    def __init__(self, content: Content, store, staff_chats: dict[str, tuple[str, str]], on_enqueue=None):
+        self.content = content
+        self.store = store
+        self.staff_chats = staff_chats
+        self.on_enqueue = on_enqueue
+
+    def office_of_chat(self, channel: str, chat_id: str) -> str | None:
+        """The office whose staff chat this is, or None for any other chat."""
+        return next((o for o, dest in self.staff_chats.items() if dest == (channel, str(chat_id))), None)
+
+    async def handle(self, event: StaffEvent) -> StaffResult:
+        """Apply one staff action; refuse politely when it does not come from the right chat."""
+        office = self.office_of_chat(event.channel, event.chat_id)
+        if office is None:
+            return StaffResult("Maaf, perintah ini hanya untuk grup petugas kantor imigrasi.", False)
+        async with self.store.unit() as unit:
+            if not await unit.claim_message(event.channel, f"staff:{event.event_id}"):
+                return StaffResult("Sudah diproses.", True)
+            if event.action in ("claim", "done"):
+                result = await self._status(unit, event, office)
+            else:
+                result = await self._reply(unit, event, office)
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+        return result
+
+    async def _status(self, unit, event: StaffEvent, office: str) -> StaffResult:
+        request = await unit.get_request(event.ref)
+        if request is None or request.office != office:
+            return StaffResult("Permintaan tidak ditemukan untuk kantor ini.", False)
+        new = "claimed" if event.action == "claim" else "done"
+        if request.status == "done" or (new == "claimed" and request.status == "claimed"):
+            return StaffResult(f"{request.ref} sudah {_status_word(request.status)}.", False)
+        who = f"{event.user_name} ({event.user_id})"
+        await unit.set_request_status(request.ref, new, who)
+        request = await unit.get_request(request.ref)
+        render = self.content.responses.render
+        kb = self.content.knowledge
+        lang = (await unit.load_state(request.channel, request.chat_id)).lang
+        citizen = render(lang, f"citizen_request_{new}", kb=kb, request=request, office=kb.office(request.office),
+                         staff_name=event.user_name)
+        await unit.enqueue(request.channel, request.chat_id, {"text": citizen, "buttons": []})
+        # The notification in the staff chat shows the new state and only the buttons still useful.
+        where = await unit.staff_message_of("request", request.ref)
+        if where is not None:
+            html = render("id", "staff_request", kb=kb, office=kb.office(request.office), request=request)
+            await unit.enqueue(where[0], where[1], {"text": html, "html": True, "buttons": request_buttons(request),
+                                                    "edit": where[2]})
+        return StaffResult(f"{request.ref} {_status_word(new)} oleh {event.user_name}.", True)
+
+    async def _reply(self, unit, event: StaffEvent, office: str) -> StaffResult:
+        found = await unit.find_staff_message(event.channel, event.chat_id, event.reply_to) if event.reply_to else None
+        if found is None:
+            return StaffResult("Balas (reply) pesan notifikasi MIA agar jawaban sampai ke warga.", False)
+        kind, target = found
+        if kind == "request":
+            request = await unit.get_request(target)
+            channel, chat_id = request.channel, request.chat_id
+        else:
+            channel, chat_id = target.split(":", 1)
+        state = await unit.load_state(channel, chat_id)
+        render = self.content.responses.render
+        kb = self.content.knowledge
+        if event.action == "end":
+            if not state.data.get(HANDOFF_KEY):
+                return StaffResult("Percakapan ini tidak sedang ditangani petugas.", False)
+            data = dict(state.data)
+            data.pop(HANDOFF_KEY)
+            await unit.save_state(channel, chat_id, ConversationState(state.lang, None, data))
+            text = render(state.lang, "handoff_ended", kb=kb)
+            await unit.enqueue(channel, chat_id, {"text": text, "buttons": []})
+            return StaffResult("Percakapan diakhiri; MIA kembali melayani warga ini.", True)
+        text = render(state.lang, "staff_reply_to_citizen", kb=kb, text=event.text[:3000], staff_name=event.user_name)
+        await unit.enqueue(channel, chat_id, {"text": text, "buttons": []})
+        return StaffResult("Terkirim ke warga.", True)
+
+
+def _status_word(status: str) -> str:
+    return {"open": "terbuka", "claimed": "diambil", "done": "selesai"}.get(status, status)
+
+
+# -- the outbox --------------------------------------------------------------------------
+
+
+class SendError(Exception):
+    """A send failed. `retry_after` (seconds) when the platform said when to try again;
+    `permanent` when retrying cannot help (chat not found, bot blocked)."""
+
+    def __init__(self, message: str, retry_after: float | None = None, permanent: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    """Delivers one outbox payload on a channel; returns the platform's message id."""
+
+    async def send(self, chat_id: str, payload: dict) -> str | None: ...
+
+
+class OutboxWorker:
+    """Sends queued messages, in order per chat, retrying with backoff until they arrive."""
+
+    def __init__(self, store, senders: dict[str, Sender], poll_seconds: float = 1.0, max_backoff: float = 300.0,
+                 max_attempts: int = 1000):
+        self.store = store
+        self.senders = senders
+        self.poll_seconds = poll_seconds
+        self.max_backoff = max_backoff
+        self.max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
+                log.exception("outbox pass failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def run_once(self, now: float | None = None) -> int:
+        """One pass: send what is due; a chat whose oldest message waits holds its later ones."""
+        now = time.time() if now is None else now
+        sent = 0
+        blocked: set[tuple[str, str]] = set()
+        for item in await self.store.due_outbox(now, limit=200):
+            key = (item.channel, item.chat_id)
+            if key in blocked:
+                continue
+            if item.next_attempt_at > now:
+                blocked.add(key)
+                continue
+            sender = self.senders.get(item.channel)
+            if sender is None:
+                blocked.add(key)
+                continue
+            try:
+                message_id = await sender.send(item.chat_id, item.payload)
+            except SendError as exc:
+                blocked.add(key)
+                await self._failed(item, exc, now)
+                continue
+            except Exception as exc:  # noqa: BLE001 - unknown errors are retried like network errors
+                blocked.add(key)
+                await self._failed(item, SendError(repr(exc)), now)
+                continue
+            await self.store.outbox_sent(item, message_id)
+            sent += 1
+        return sent
+
+    async def _failed(self, item: OutboxItem, exc: SendError, now: float) -> None:
+        if exc.permanent or item.attempts + 1 >= self.max_attempts:
+            log.error("outbox %s to %s:%s given up: %s", item.id, item.channel, item.chat_id, exc)
+            await self.store.outbox_failed(item, str(exc), None)
+            return
+        if exc.retry_after is not None:
+            delay = exc.retry_after
+        else:
+            delay = min(self.max_backoff, 2 ** min(item.attempts, 10)) * random.uniform(0.5, 1.0)
+        log.warning("outbox %s to %s:%s failed (%s); retry in %.1fs", item.id, item.channel, item.chat_id, exc, delay)
+        await self.store.outbox_failed(item, str(exc), now + delay)

@@ -1,0 +1,163 @@
+"""The Lapor Rakit visit request as a citizen fills it in, and what reaches the staff chat."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from bot.assistant import Assistant
+from bot.store.sqlite import SQLiteStore
+from tests.conftest import Chat
+
+STAFF = {"palembang": ("telegram", "-1001"), "muaraenim": ("telegram", "-1002")}
+
+
+@pytest.fixture
+async def store(db_path):
+    s = SQLiteStore(db_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def desk(content, store):
+    return Assistant(content, store, staff_chats=STAFF)
+
+
+async def fill(chat: Chat, answers: list[str]):
+    replies = []
+    for text in answers:
+        replies.append(await chat.say(text))
+    return replies
+
+
+ANSWERS = ["Siti Aminah", "anak", "0812-3456-7890", "Jl. Merdeka No. 5 RT 02 Pasar Lama", "lahat",
+           "stroke, tidak bisa berjalan", "Senin"]
+
+
+async def test_whole_request_is_saved_with_reference_and_announced(desk, store):
+    chat = Chat(desk, chat_id="warga-1", channel="telegram")
+    first = await chat.say("tolong petugas datang ke rumah, ibu sy sakit stroke mau bikin paspor")
+    assert "nama lengkap pemohon" in first.text.lower()
+    replies = await fill(chat, ANSWERS)
+    summary = replies[-1]
+    assert "Siti Aminah" in summary.text and "+62" not in summary.text and "0812" in summary.text
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in summary.text
+    assert [b.title for b in summary.buttons] == ["Ya, kirim", "Ubah", "Batal"]
+    done = await chat.say("Ya, kirim")
+    assert "RKT-" in done.text and "{ref}" not in done.text
+    ref = re.search(r"RKT-\d{4}-\d{6}", done.text).group(0)
+    [request] = await store.list_requests()
+    assert request.ref == ref and request.office == "muaraenim" and request.region == "16.04"
+    assert request.fields["phone"] == "+6281234567890"  # E.164
+    due = await store.due_outbox(time.time())
+    assert len(due) == 1 and due[0].chat_id == "-1002"
+    assert ref in due[0].payload["text"] and "Siti Aminah" in due[0].payload["text"]
+    assert [b["title"] for b in due[0].payload["buttons"]] == ["Ambil", "Selesai"]
+    status = await chat.say(f"/status {ref}")
+    assert "menunggu diambil" in status.text
+
+
+async def test_wrong_answers_are_asked_again_then_an_officer_is_offered(desk):
+    chat = Chat(desk)
+    await chat.say("minta petugas datang ke rumah sakit, bapak sy dirawat")
+    await fill(chat, ["Budi Santoso", "anak"])
+    for n in range(3):
+        reply = await chat.say("12345")
+        assert "bukan nomor telepon Indonesia" in reply.text
+        assert "0812" in reply.text  # the example
+    assert any(b.title == "Bicara dengan petugas" for b in reply.buttons)
+    ok = await chat.say("+62 812 3456 7890")
+    assert "alamat" in ok.text.lower()
+
+
+async def test_cancel_at_any_step(desk, store):
+    chat = Chat(desk)
+    await chat.say("tolong kirim petugas ke rumah, nenek sy sakit")
+    await fill(chat, ["Siti", "cucu"])
+    reply = await chat.say("batal")
+    assert "dibatalkan" in reply.text
+    assert await store.list_requests() == []
+    after = await chat.say("biaya paspor brp")
+    assert "Rp350.000" in after.text  # back to normal answers
+
+
+async def test_slash_batal_cancels_too(desk):
+    chat = Chat(desk)
+    await chat.say("tolong kirim petugas ke rumah, nenek sy sakit")
+    assert "dibatalkan" in (await chat.say("/batal")).text
+
+
+async def test_question_in_the_middle_is_answered_and_form_resumes(desk):
+    chat = Chat(desk)
+    await chat.say("tolong petugas datang ke rumah, ayah saya sakit")
+    await chat.say("Ahmad Yani")
+    reply = await chat.say("biayanya berapa?")
+    assert "Rp350.000" in reply.text
+    assert "hubungan" in reply.text.lower()  # the same question again
+    next_reply = await chat.say("anak")
+    assert "telepon" in next_reply.text.lower()
+
+
+async def test_change_a_field_from_the_summary(desk):
+    chat = Chat(desk)
+    await chat.say("tolong petugas datang ke rumah, ibu sy sakit")
+    await fill(chat, ANSWERS)
+    choose = await chat.say("Ubah")
+    assert "Nomor telepon" in [b.title for b in choose.buttons]
+    await chat.say("Nomor telepon")
+    summary = await chat.say("0813 1111 2222")
+    assert "0813" in summary.text and "Sudah benar" in summary.text
+
+
+async def test_place_in_the_request_prefills_the_region(desk):
+    chat = Chat(desk)
+    await chat.say("tolong petugas datang ke rumah di gelumbang, ibu sy sakit keras")
+    replies = await fill(chat, ["Siti", "anak", "081234567890", "Jl. Lintas No. 1 Desa Gelumbang"])
+    assert "kondisi" in replies[-1].text.lower()  # the region question was skipped
+
+
+async def test_region_outside_sumsel_is_refused(desk):
+    chat = Chat(desk)
+    await chat.say("tolong petugas datang ke rumah, ibu sy sakit")
+    await fill(chat, ["Siti", "anak", "081234567890", "Jl. Merdeka No. 5 RT 02"])
+    reply = await chat.say("bandung")
+    assert "luar Sumatera Selatan" in reply.text
+
+
+async def test_form_survives_restart(content, db_path):
+    store = SQLiteStore(db_path)
+    await store.open()
+    chat = Chat(Assistant(content, store, staff_chats=STAFF), chat_id="restart-form")
+    await chat.say("tolong petugas datang ke rumah, ibu sy sakit")
+    await fill(chat, ["Siti Aminah", "anak"])
+    await store.close()
+
+    store2 = SQLiteStore(db_path)
+    await store2.open()
+    chat2 = Chat(Assistant(content, store2, staff_chats=STAFF), chat_id="restart-form")
+    chat2.n = chat.n
+    reply = await chat2.say("0812 3456 7890")
+    assert "alamat" in reply.text.lower()
+    await store2.close()
+
+
+async def test_abandoned_form_expires_even_across_restarts(content, db_path):
+    store = SQLiteStore(db_path)
+    await store.open()
+    chat = Chat(Assistant(content, store, staff_chats=STAFF, form_ttl_seconds=0.2), chat_id="ttl")
+    await chat.say("tolong petugas datang ke rumah, ibu sy sakit")
+    await store.close()
+    time.sleep(0.3)
+    store2 = SQLiteStore(db_path)
+    await store2.open()
+    chat2 = Chat(Assistant(content, store2, staff_chats=STAFF, form_ttl_seconds=0.2), chat_id="ttl")
+    chat2.n = chat.n
+    assistant = chat2.assistant
+    outcome = await assistant.handle_outcome(
+        __import__("bot.messages", fromlist=["Incoming"]).Incoming("web", "ttl", "Siti Aminah", "ttl-x"))
+    assert "kedaluwarsa" in outcome.replies[0].text
+    await store2.close()
