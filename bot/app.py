@@ -1,8 +1,10 @@
-"""Composition root: builds the content, store and assistant, and starts what is configured."""
+"""Composition root: builds the content, store, assistant, staff desk and channels; starts and stops them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -10,6 +12,7 @@ from typing import AsyncIterator
 from bot.assistant import Assistant
 from bot.config import Settings
 from bot.content import Content
+from bot.staff import OutboxWorker, StaffDesk
 from bot.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,77 @@ async def open_assistant(settings: Settings, db_path: str | Path | None = None) 
     store = SQLiteStore(db_path if db_path is not None else settings.mia_db_path)
     await store.open()
     try:
-        yield Assistant(content, store)
+        yield Assistant(content, store, staff_chats=settings.staff_chats,
+                        form_ttl_seconds=settings.mia_form_ttl_hours * 3600)
     finally:
         await store.close()
+
+
+class MiaApp:
+    """Everything `mia run` runs: the store, the outbox worker and the configured channels."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store: SQLiteStore | None = None
+        self.assistant: Assistant | None = None
+        self.desk: StaffDesk | None = None
+        self.worker: OutboxWorker | None = None
+        self.telegram = None
+
+    @property
+    def channels(self) -> list[str]:
+        """Names of the channels the settings configure."""
+        return ["telegram"] if self.settings.telegram_bot_token else []
+
+    async def start(self) -> None:
+        s = self.settings
+        content = Content.load(s.mia_content_dir)
+        log.info("content loaded in %.0f ms", content.load_seconds * 1000)
+        self.store = SQLiteStore(s.mia_db_path)
+        await self.store.open()
+        staff_chats = s.staff_chats
+        unknown = sorted(set(staff_chats) - {o.id for o in content.knowledge.offices})
+        if unknown:
+            raise ValueError(f"MIA_STAFF_TELEGRAM_CHATS names unknown office(s): {', '.join(unknown)}")
+        self.worker = OutboxWorker(self.store, {}, poll_seconds=s.mia_outbox_poll_seconds,
+                                   max_backoff=s.mia_outbox_max_backoff_seconds)
+        self.assistant = Assistant(content, self.store, staff_chats=staff_chats,
+                                   form_ttl_seconds=s.mia_form_ttl_hours * 3600, on_enqueue=self.worker.wake)
+        self.desk = StaffDesk(content, self.store, staff_chats, on_enqueue=self.worker.wake)
+        if s.telegram_bot_token:
+            from bot.channels.telegram import TelegramChannel
+
+            self.telegram = TelegramChannel(
+                s.telegram_bot_token.get_secret_value(), s.telegram_api_base_url, self.assistant, self.desk,
+                webhook_url=s.telegram_webhook_url,
+                webhook_secret=s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None,
+                webhook_listen=s.telegram_webhook_listen, webhook_port=s.telegram_webhook_port,
+                poll_timeout=s.telegram_poll_timeout_seconds, on_queue=self.worker.wake,
+            )
+            self.worker.senders["telegram"] = self.telegram.sender
+            await self.telegram.start()
+        self.worker.start()
+        log.info("MIA running: channels %s, database %s", ", ".join(self.channels) or "none", s.mia_db_path)
+
+    async def stop(self) -> None:
+        if self.telegram is not None:
+            await self.telegram.stop()
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.store is not None:
+            await self.store.close()
+
+    async def run_until_stopped(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                pass
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     level = settings.mia_log_level.upper() if args.command in ("run", "chat") else "WARNING"
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    secure_logging(settings)
     try:
         return args.func(args, settings) or 0
     except ContentErrors as exc:
@@ -36,6 +37,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+class _Redact(logging.Filter):
+    """Replaces secrets in every log line (Bot API URLs carry the token)."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def secure_logging(settings) -> None:
+    """No secret in the logs: quiet the HTTP client's per-request lines and redact the rest."""
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.telegram_webhook_secret) if v]
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Redact(secrets))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object per message")
     ask.set_defaults(func=_cmd_ask)
 
+    requests = sub.add_parser("requests", help="Lapor Rakit callback requests, for office records")
+    rsub = requests.add_subparsers(dest="requests_command")
+    rlist = rsub.add_parser("list", help="list requests")
+    rlist.add_argument("--office", help="office id, e.g. muaraenim")
+    rlist.add_argument("--status", choices=("open", "claimed", "done"))
+    rlist.set_defaults(func=_cmd_requests_list)
+    rexport = rsub.add_parser("export", help="export requests to a CSV file")
+    rexport.add_argument("--csv", type=Path, required=True, help="file to write")
+    rexport.add_argument("--office", help="office id")
+    rexport.add_argument("--status", choices=("open", "claimed", "done"))
+    rexport.set_defaults(func=_cmd_requests_export)
+
     intents = sub.add_parser("intents", help="check and test the content operators edit")
     isub = intents.add_subparsers(dest="intents_command")
     check = isub.add_parser("check", help="validate intents, templates and data; exit 1 on any error")
@@ -71,8 +109,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args, settings) -> int:
-    print("MIA: no channel is configured yet; starting the console chat. Type /keluar to quit.", file=sys.stderr)
-    return _cmd_chat(argparse.Namespace(chat_id="console"), settings)
+    from bot.app import MiaApp
+
+    app = MiaApp(settings)
+    if not app.channels:
+        print("MIA: no channel is configured (TELEGRAM_BOT_TOKEN is empty); starting the console chat. "
+              "Type /keluar to quit.", file=sys.stderr)
+        return _cmd_chat(argparse.Namespace(chat_id="console"), settings)
+    asyncio.run(app.run_until_stopped())
+    return 0
 
 
 def _render_console(reply: Reply) -> str:
@@ -144,6 +189,64 @@ def _cmd_ask(args, settings) -> int:
                     print(_render_console(reply))
 
     asyncio.run(answer_all())
+    return 0
+
+
+# -- requests -----------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("ref", "office", "region", "status", "created", "applicant_name", "relation", "phone", "address",
+                  "place", "condition", "preferred_day", "channel", "claimed_by", "claimed_at", "done_by", "done_at")
+
+
+async def _load_requests(settings, office, status):
+    from bot.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.mia_db_path)
+    await store.open()
+    try:
+        return await store.list_requests(office=office, status=status)
+    finally:
+        await store.close()
+
+
+def _when(ts: float | None) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+def _cmd_requests_list(args, settings) -> int:
+    requests = asyncio.run(_load_requests(settings, args.office, args.status))
+    if not requests:
+        print("Tidak ada permintaan. / No requests.")
+        return 0
+    print(f"{'ref':<16} {'office':<10} {'status':<8} {'created':<16} {'applicant':<24} place")
+    for r in requests:
+        print(f"{r.ref:<16} {r.office:<10} {r.status:<8} {_when(r.created_at):<16} "
+              f"{r.fields.get('applicant_name', '')[:24]:<24} {r.fields.get('place', '')}")
+    print(f"{len(requests)} request(s)")
+    return 0
+
+
+def _cmd_requests_export(args, settings) -> int:
+    import csv
+    import os
+
+    requests = asyncio.run(_load_requests(settings, args.office, args.status))
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    # Health and contact data: the file is readable by its owner only.
+    fd = os.open(args.csv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(EXPORT_COLUMNS)
+        for r in requests:
+            row = {"ref": r.ref, "office": r.office, "region": r.region, "status": r.status,
+                   "created": _when(r.created_at), "channel": r.channel, "claimed_by": r.claimed_by or "",
+                   "claimed_at": _when(r.claimed_at), "done_by": r.done_by or "", "done_at": _when(r.done_at),
+                   **{k: r.fields.get(k, "") for k in EXPORT_COLUMNS if k in r.fields}}
+            writer.writerow([row.get(c, "") for c in EXPORT_COLUMNS])
+    os.chmod(args.csv, 0o600)
+    print(f"{len(requests)} request(s) written to {args.csv}")
     return 0
 
 

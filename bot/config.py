@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_staff_chats(value: str, channel: str) -> dict[str, tuple[str, str]]:
+    """"palembang:-1001001,muaraenim:-1001002" -> {"palembang": (channel, "-1001001"), ...}."""
+    chats: dict[str, tuple[str, str]] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        office, sep, chat = item.partition(":")
+        if not sep or not office.strip() or not chat.strip():
+            raise ValueError(f"expected office:chat_id, got {item!r}")
+        chats[office.strip()] = (channel, chat.strip())
+    return chats
 
 
 class Settings(BaseSettings):
@@ -18,6 +29,29 @@ class Settings(BaseSettings):
     mia_content_dir: Path = Field(default=PROJECT_ROOT, description="folder holding intents/, responses/, data/")
     mia_db_path: Path = Field(default=PROJECT_ROOT / "var" / "mia.db", description="SQLite database file")
     mia_log_level: str = "INFO"
+    mia_form_ttl_hours: float = Field(default=24.0, gt=0)
+    mia_outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    mia_outbox_max_backoff_seconds: float = Field(default=300.0, gt=0)
+    mia_staff_telegram_chats: str = ""
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_listen: str = "127.0.0.1"
+    telegram_webhook_port: int = 8443
+    telegram_poll_timeout_seconds: int = Field(default=10, ge=0, le=50)
+
+    @field_validator("mia_staff_telegram_chats")
+    @classmethod
+    def _check_staff_chats(cls, value: str) -> str:
+        parse_staff_chats(value, "telegram")
+        return value
+
+    @property
+    def staff_chats(self) -> dict[str, tuple[str, str]]:
+        """Office id -> (channel, chat id) of its staff chat."""
+        return parse_staff_chats(self.mia_staff_telegram_chats, "telegram")
 
 
 def load_settings() -> Settings:

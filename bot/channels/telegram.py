@@ -1,0 +1,240 @@
+"""Telegram channel (python-telegram-bot v22): translates updates to Incoming/StaffEvent and back."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import warnings
+
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.assistant import Assistant
+from bot.messages import Incoming, Reply
+from bot.staff import SendError, StaffDesk, StaffEvent
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+SAY = "say:"  # callback data of a citizen's button: the text it stands for
+COMMANDS = [
+    BotCommand("start", "Mulai dan tampilkan menu"),
+    BotCommand("menu", "Tampilkan menu"),
+    BotCommand("petugas", "Bicara dengan petugas"),
+    BotCommand("batal", "Batalkan yang sedang berjalan"),
+    BotCommand("status", "Status permintaan, contoh: /status RKT-2026-000123"),
+]
+_BOLD = re.compile(r"\*([^*\n]+)\*")
+
+
+def to_html(text: str) -> str:
+    """MIA's plain text with *bold* marks -> Telegram HTML, everything else escaped."""
+    return _BOLD.sub(r"<b>\1</b>", html.escape(text, quote=False))
+
+
+def keyboard(buttons: list[tuple[str, str]]) -> InlineKeyboardMarkup | None:
+    """Inline keyboard from (title, callback data) pairs: one per row, two per row when many."""
+    if not buttons:
+        return None
+    per_row = 1 if len(buttons) <= 3 else 2
+    rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
+    return InlineKeyboardMarkup([[InlineKeyboardButton(t, callback_data=d) for t, d in row] for row in rows])
+
+
+def citizen_keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    """A reply's buttons; pressing one sends its payload as if typed (callback data <= 64 bytes)."""
+    pairs = []
+    for b in reply.buttons:
+        data = SAY + b.payload
+        while len(data.encode("utf-8")) > 64:
+            data = data[:-1]
+        pairs.append((b.title, data))
+    return keyboard(pairs)
+
+
+class TelegramSender:
+    """Outbox sender for Telegram: messages, and edits of earlier ones."""
+
+    def __init__(self, application: Application):
+        self.application = application
+
+    async def send(self, chat_id: str, payload: dict) -> str | None:
+        bot = self.application.bot
+        text = payload["text"] if payload.get("html") else to_html(payload["text"])
+        markup = None
+        if payload.get("buttons"):
+            markup = keyboard([(b["title"], b.get("data") or SAY + b["title"]) for b in payload["buttons"]])
+        try:
+            if payload.get("edit"):
+                try:
+                    await bot.edit_message_text(text, chat_id=chat_id, message_id=int(payload["edit"]),
+                                                parse_mode=ParseMode.HTML, reply_markup=markup)
+                except BadRequest as exc:
+                    if "not modified" not in str(exc).lower():
+                        raise
+                return payload["edit"]
+            message = await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup)
+            return str(message.message_id)
+        except RetryAfter as exc:
+            with warnings.catch_warnings():  # PTB 22 warns that the type will become timedelta
+                warnings.simplefilter("ignore")
+                wait = exc.retry_after
+            seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
+            raise SendError(f"rate limited: {exc}", retry_after=seconds) from None
+        except Forbidden as exc:
+            raise SendError(f"forbidden: {exc}", permanent=True) from None
+        except BadRequest as exc:
+            permanent = "chat not found" in str(exc).lower() or "can't parse" in str(exc).lower()
+            raise SendError(f"bad request: {exc}", permanent=permanent) from None
+        except TelegramError as exc:
+            raise SendError(f"telegram error: {exc}") from None
+
+
+class TelegramChannel:
+    """Citizens in private chats, staff in their offices' chats; the core never sees PTB objects."""
+
+    def __init__(self, token: str, base_url: str, assistant: Assistant, desk: StaffDesk,
+                 webhook_url: str | None = None, webhook_secret: str | None = None,
+                 webhook_listen: str = "127.0.0.1", webhook_port: int = 8443, poll_timeout: int = 10,
+                 on_queue=None):
+        self.assistant = assistant
+        self.desk = desk
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.webhook_listen = webhook_listen
+        self.webhook_port = webhook_port
+        self.on_queue = on_queue
+        self.poll_timeout = poll_timeout
+        base_url = base_url.rstrip("/")
+        self.application = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(base_url)
+            .base_file_url(base_url.replace("/bot", "/file/bot"))
+            .get_updates_read_timeout(30)
+            .build()
+        )
+        self.application.add_handler(TypeHandler(Update, self._on_update))
+        self.application.add_error_handler(self._on_error)
+        self.sender = TelegramSender(self.application)
+
+    async def start(self) -> None:
+        """Connect, register the commands, and start polling (or the webhook server)."""
+        app = self.application
+        await app.initialize()
+        try:
+            await app.bot.set_my_commands(COMMANDS)
+        except TelegramError as exc:  # commands are a convenience; never a reason not to start
+            log.warning("setMyCommands failed: %s", exc)
+        await app.start()
+        if self.webhook_url:
+            path = self.webhook_url.rstrip("/").rsplit("/", 1)[-1] if "/" in self.webhook_url else "telegram"
+            await app.updater.start_webhook(listen=self.webhook_listen, port=self.webhook_port, url_path=path,
+                                            webhook_url=self.webhook_url, secret_token=self.webhook_secret)
+            log.info("telegram: webhook on %s:%s/%s", self.webhook_listen, self.webhook_port, path)
+        else:
+            await app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout,
+                                            allowed_updates=Update.ALL_TYPES)
+            log.info("telegram: polling")
+
+    async def stop(self) -> None:
+        """Stop receiving; finish the update in hand."""
+        app = self.application
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+
+    # -- incoming --------------------------------------------------------------------------
+
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat = update.effective_chat
+        user = update.effective_user
+        if chat is None:
+            return
+        chat_id = str(chat.id)
+        office = self.desk.office_of_chat(CHANNEL, chat_id)
+        query = update.callback_query
+        if query is not None:
+            await self._on_button(update, chat_id, office)
+            return
+        message = update.message
+        if message is None:
+            return  # edited messages, channel posts, member updates: nothing to answer
+        if office is not None:
+            await self._on_staff_message(update, chat_id)
+            return
+        if chat.type != "private":
+            return  # MIA talks to citizens one to one
+        location = (message.location.latitude, message.location.longitude) if message.location else None
+        text = message.text or ""
+        incoming = Incoming(CHANNEL, chat_id, text, str(update.update_id),
+                            user_name=user.first_name if user else None, location=location)
+        replies = await self.assistant.handle(incoming)
+        await self._deliver(chat_id, replies)
+
+    async def _on_button(self, update: Update, chat_id: str, office: str | None) -> None:
+        query = update.callback_query
+        data = query.data or ""
+        user = query.from_user
+        if data.startswith(SAY):
+            await query.answer()
+            if office is not None:
+                return
+            incoming = Incoming(CHANNEL, chat_id, data[len(SAY):], str(update.update_id), user_name=user.first_name)
+            await self._deliver(chat_id, await self.assistant.handle(incoming))
+            return
+        action, _, ref = data.partition(":")
+        if action not in ("claim", "done"):
+            await query.answer()
+            return
+        event = StaffEvent(CHANNEL, chat_id, str(update.update_id), str(user.id), _name(user), action, ref=ref)
+        result = await self.desk.handle(event)
+        await query.answer(result.text, show_alert=not result.ok)
+
+    async def _on_staff_message(self, update: Update, chat_id: str) -> None:
+        message = update.message
+        if message.reply_to_message is None or not message.text:
+            return  # staff talking among themselves
+        text = message.text.strip()
+        action = "end" if text.split()[0].split("@")[0].lower() == "/selesai" else "reply"
+        event = StaffEvent(CHANNEL, chat_id, str(update.update_id), str(message.from_user.id),
+                           _name(message.from_user), action, reply_to=str(message.reply_to_message.message_id),
+                           text=text)
+        result = await self.desk.handle(event)
+        try:
+            await message.reply_text(result.text)
+        except TelegramError as exc:
+            log.warning("could not confirm to staff chat %s: %s", chat_id, exc)
+
+    async def _deliver(self, chat_id: str, replies: list[Reply]) -> None:
+        """Send replies in order; what cannot be sent now goes to the outbox, never lost."""
+        for n, reply in enumerate(replies):
+            try:
+                await self.application.bot.send_message(chat_id, to_html(reply.text), parse_mode=ParseMode.HTML,
+                                                        reply_markup=citizen_keyboard(reply))
+            except TelegramError as exc:
+                log.warning("reply to %s failed (%s): queued in the outbox", chat_id, exc)
+                await self._queue(chat_id, replies[n:])
+                return
+
+    async def _queue(self, chat_id: str, replies: list[Reply]) -> None:
+        async with self.assistant.store.unit() as unit:
+            for reply in replies:
+                await unit.enqueue(CHANNEL, chat_id, {"text": reply.text, "buttons": [
+                    {"title": b.title, "data": SAY + b.payload} for b in reply.buttons]})
+        if self.on_queue is not None:
+            self.on_queue()
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram update failed: %s", context.error, exc_info=context.error)
+
+
+def _name(user) -> str:
+    if user is None:
+        return "?"
+    return " ".join(filter(None, (user.first_name, user.last_name))) or (user.username or str(user.id))
