@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from bot.content import Content
 from bot.dialogue import handoff, lapor_rakit
 from bot.dialogue.state import FORM_KEY, HANDOFF_KEY, HANDOFF_REGION, HOME_KEY
 from bot.knowledge import Office, Regency
 from bot.messages import Button, Incoming, Reply
-from bot.staff import REF_PLACEHOLDER, request_buttons
 from bot.nlu.matcher import Understanding
 from bot.nlu.places import PlaceMatch
+from bot.staff import REF_PLACEHOLDER, request_buttons
 from bot.store.base import ConversationState, Store
 
 log = logging.getLogger(__name__)

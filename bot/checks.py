@@ -16,7 +16,6 @@ from bot.nlu.normalize import clean
 from bot.responses import LANGUAGES, SYSTEM_TEMPLATES
 from bot.yamlfile import ContentErrors, display_path
 
-
 # Templates MIA only renders with an office, a region or a request at hand.
 NEEDS_SUBJECT = frozenset({"form_done", "citizen_request_claimed", "citizen_request_done", "staff_request",
                            "staff_handoff", "staff_handoff_closed", "staff_citizen_message", "region_ambiguous",

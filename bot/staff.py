@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.content import Content
-from bot.store.base import CallbackRequest, ConversationState, OutboxItem
 from bot.dialogue.state import HANDOFF_KEY
+from bot.store.base import CallbackRequest, ConversationState, OutboxItem
 
 log = logging.getLogger(__name__)
 

@@ -129,3 +129,42 @@ def test_intents_test_reports_and_gates(tmp_path):
     gate = run(["intents", "test", str(labelled), "--min-accuracy", "0.9"])
     assert gate.returncode == 1
     assert "Intent accuracy: 75.0%" in gate.stdout
+
+
+def test_requests_list_and_export(tmp_path):
+    import asyncio
+    import csv
+    import stat
+
+    from bot.store.sqlite import SQLiteStore
+
+    db = tmp_path / "req.db"
+
+    async def seed():
+        store = SQLiteStore(db)
+        await store.open()
+        async with store.unit() as u:
+            await u.create_request("telegram", "1", "muaraenim", "16.04",
+                                   {"applicant_name": "Siti Aminah", "relation": "anak", "phone": "+6281234567890",
+                                    "address": "Jl. Merdeka 5", "place": "Lahat", "condition": "stroke",
+                                    "preferred_day": "Senin"})
+            req = await u.create_request("web", "2", "palembang", "16.71",
+                                         {"applicant_name": "Budi", "relation": "ayah", "phone": "+6281300000000",
+                                          "address": "Jl. Sudirman 1", "place": "Plaju", "condition": "lumpuh",
+                                          "preferred_day": "Rabu"})
+            await u.set_request_status(req.ref, "claimed", "Petugas A (9)")
+        await store.close()
+
+    asyncio.run(seed())
+    env = {"MIA_DB_PATH": str(db)}
+    listed = run(["requests", "list", "--office", "muaraenim"], env_extra=env)
+    assert listed.returncode == 0 and "Siti Aminah" in listed.stdout and "Budi" not in listed.stdout
+    claimed = run(["requests", "list", "--status", "claimed"], env_extra=env)
+    assert "Budi" in claimed.stdout and "Siti" not in claimed.stdout
+    out = tmp_path / "export" / "requests.csv"
+    exported = run(["requests", "export", "--csv", str(out)], env_extra=env)
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["applicant_name"] for r in rows] == ["Siti Aminah", "Budi"]
+    assert rows[1]["claimed_by"] == "Petugas A (9)" and rows[0]["phone"] == "+6281234567890"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # personal data: owner only

@@ -323,3 +323,42 @@ def test_mia_run_serves_telegram_as_a_process(botapi, tmp_path):
         output = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, output
     assert "TEST-TOKEN" not in output  # the token never reaches the logs
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_webhook_mode_checks_the_secret_token(botapi, world, db_path):
+    port = _free_port()
+    settings = settings_for(botapi, db_path).model_copy(update={
+        "telegram_webhook_url": f"http://127.0.0.1:{port}/telegram",
+        "telegram_webhook_secret": __import__("pydantic").SecretStr("s3cret-Token_1"),
+        "telegram_webhook_port": port,
+    })
+    app = MiaApp(settings)
+    await app.start()
+    try:
+        info = await world.info()
+        assert info["webhook"]["url"] == f"http://127.0.0.1:{port}/telegram"
+        assert info["webhook"]["secret_token"] == "s3cret-Token_1"
+        update = {"update_id": 77, "message": {"message_id": 1, "date": int(time.time()), "text": "biaya paspor brp",
+                                               "chat": {"id": CITIZEN, "type": "private", "first_name": "W"},
+                                               "from": {"id": CITIZEN, "is_bot": False, "first_name": "W"}}}
+        async with httpx.AsyncClient() as http:
+            forged = await http.post(f"http://127.0.0.1:{port}/telegram", json=update,
+                                     headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+            assert forged.status_code == 403
+            await asyncio.sleep(0.5)
+            assert await world.bot_messages(CITIZEN) == []
+            real = await http.post(f"http://127.0.0.1:{port}/telegram", json=update,
+                                   headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-Token_1"})
+            assert real.status_code == 200
+        [reply] = await world.wait_bot(CITIZEN, 1)
+        assert "Rp350.000" in reply["text"]
+    finally:
+        await app.stop()

@@ -17,6 +17,15 @@ REQUEST_COLUMNS = ("ref, channel, chat_id, office, region, fields, status, creat
                    "done_by, done_at")
 
 
+async def _recent_turns(db: aiosqlite.Connection, channel: str, chat_id: str, limit: int) -> list[dict]:
+    async with db.execute(
+        "SELECT text, intent, reply, created_at FROM turns WHERE channel = ? AND chat_id = ? ORDER BY id DESC LIMIT ?",
+        (channel, chat_id, limit),
+    ) as cur:
+        rows = await cur.fetchall()
+    return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
+
+
 def _request(row) -> CallbackRequest:
     return CallbackRequest(ref=row[0], channel=row[1], chat_id=row[2], office=row[3], region=row[4],
                            fields=json.loads(row[5]), status=row[6], created_at=row[7], claimed_by=row[8],
@@ -212,13 +221,7 @@ class SQLiteStore:
 
     async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
         """The last turns of a conversation, oldest first."""
-        async with self._require().execute(
-            "SELECT text, intent, reply, created_at FROM turns WHERE channel = ? AND chat_id = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (channel, chat_id, limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
+        return await _recent_turns(self._require(), channel, chat_id, limit)
 
 
 class SQLiteUnit:
@@ -268,13 +271,7 @@ class SQLiteUnit:
 
     async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
         """The last turns of a conversation, oldest first."""
-        async with self.db.execute(
-            "SELECT text, intent, reply, created_at FROM turns WHERE channel = ? AND chat_id = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (channel, chat_id, limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
+        return await _recent_turns(self.db, channel, chat_id, limit)
 
     async def staff_message_of(self, kind: str, target: str) -> tuple[str, str, str] | None:
         """(channel, chat id, message id) of the staff notification about a target, or None."""

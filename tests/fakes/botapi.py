@@ -16,9 +16,8 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
-
 from html.parser import HTMLParser
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -43,6 +42,7 @@ class BotApiState:
         self.callback_answers: list[dict] = []
         self.commands: list[dict] = []
         self.calls: list[str] = []
+        self.webhook: dict = {}
         self.changed = asyncio.Condition()
 
     def message_id(self, chat_id: int) -> int:
@@ -161,6 +161,10 @@ def build_app(state: BotApiState) -> Starlette:
     async def true(p):
         return _ok(True)
 
+    async def set_webhook(p):
+        state.webhook = p
+        return _ok(True)
+
     async def webhook_info(p):
         return _ok({"url": "", "has_custom_certificate": False, "pending_update_count": len(state.updates)})
 
@@ -262,7 +266,7 @@ def build_app(state: BotApiState) -> Starlette:
         "getme": get_me, "deletewebhook": true, "getwebhookinfo": webhook_info, "setmycommands": set_my_commands,
         "getmycommands": get_my_commands, "getupdates": get_updates, "sendmessage": send_message,
         "editmessagetext": edit_message_text, "answercallbackquery": answer_callback_query,
-        "sendchataction": true, "close": true, "logout": true,
+        "sendchataction": true, "close": true, "logout": true, "setwebhook": set_webhook,
     }
 
     # -- control API for the tests ---------------------------------------------------------
@@ -329,6 +333,7 @@ def build_app(state: BotApiState) -> Starlette:
 
     async def info(request: Request):
         return JSONResponse({"callback_answers": state.callback_answers, "commands": state.commands,
+                             "webhook": state.webhook,
                              "pending_updates": len(state.updates), "calls": state.calls[-200:]})
 
     routes = [
