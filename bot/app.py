@@ -42,11 +42,23 @@ class MiaApp:
         self.desk: StaffDesk | None = None
         self.worker: OutboxWorker | None = None
         self.telegram = None
+        self.web = None
+        self.web_server = None
 
     @property
     def channels(self) -> list[str]:
-        """Names of the channels the settings configure."""
-        return ["telegram"] if self.settings.telegram_bot_token else []
+        """Names of the channels the settings configure (the web chat when nothing else is)."""
+        names = ["telegram"] if self.settings.telegram_bot_token else []
+        if self.settings.mia_web_enabled or not names:
+            names.append("web")
+        return names
+
+    @property
+    def web_url(self) -> str | None:
+        """Where the web chat is served, once started."""
+        if self.web_server is None:
+            return None
+        return f"http://{self.settings.mia_web_host}:{self.web_server.port}"
 
     async def start(self) -> None:
         s = self.settings
@@ -75,10 +87,19 @@ class MiaApp:
             )
             self.worker.senders["telegram"] = self.telegram.sender
             await self.telegram.start()
+        if "web" in self.channels:
+            from bot.channels.web import WebChannel, WebServer
+
+            self.web = WebChannel(self.assistant, secure_cookie=s.mia_web_secure_cookie)
+            self.worker.senders["web"] = self.web.sender
+            self.web_server = WebServer(self.web.app(), s.mia_web_host, s.mia_web_port)
+            await self.web_server.start()
         self.worker.start()
-        log.info("MIA running: channels %s, database %s", ", ".join(self.channels) or "none", s.mia_db_path)
+        log.info("MIA running: channels %s, database %s", ", ".join(self.channels), s.mia_db_path)
 
     async def stop(self) -> None:
+        if self.web_server is not None:
+            await self.web_server.stop()
         if self.telegram is not None:
             await self.telegram.stop()
         if self.worker is not None:
@@ -96,6 +117,8 @@ class MiaApp:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
                 pass
         await self.start()
+        if self.web_url:
+            print(f"MIA web chat: {self.web_url}", flush=True)
         try:
             await stop.wait()
         finally:

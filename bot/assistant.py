@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Awaitable, Callable
 
 from bot.content import Content
 from bot.dialogue import handoff, lapor_rakit
@@ -51,6 +51,9 @@ class Outcome:
     effects: tuple["Effect", ...] = ()
 
 
+Recorder = Callable[[object, Incoming, "Outcome"], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Effect:
     """Something to do in the same transaction as the reply: save a request, notify staff."""
@@ -82,8 +85,12 @@ class Assistant:
         outcome = await self.handle_outcome(msg)
         return list(outcome.replies) if outcome else []
 
-    async def handle_outcome(self, msg: Incoming) -> Outcome | None:
-        """Like handle, returning what MIA understood too; None for a re-delivered message."""
+    async def handle_outcome(self, msg: Incoming, record: Recorder | None = None) -> Outcome | None:
+        """Like handle, returning what MIA understood too; None for a re-delivered message.
+
+        `record(unit, msg, outcome)` runs inside the same transaction, for a channel that keeps
+        its own transcript (the web chat): the transcript and the state commit together.
+        """
         async with self.store.unit() as unit:
             if not await unit.claim_message(msg.channel, msg.message_id):
                 log.info("duplicate message %s/%s ignored", msg.channel, msg.message_id)
@@ -98,6 +105,8 @@ class Assistant:
             else:
                 outcome = self.respond(msg.text, state, msg.user_name)
             outcome = await self._apply(unit, msg, outcome)
+            if record is not None:
+                await record(unit, msg, outcome)
             await unit.save_state(msg.channel, msg.chat_id, outcome.state)
             await unit.log_turn(
                 msg.channel,

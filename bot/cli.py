@@ -112,10 +112,6 @@ def _cmd_run(args, settings) -> int:
     from bot.app import MiaApp
 
     app = MiaApp(settings)
-    if not app.channels:
-        print("MIA: no channel is configured (TELEGRAM_BOT_TOKEN is empty); starting the console chat. "
-              "Type /keluar to quit.", file=sys.stderr)
-        return _cmd_chat(argparse.Namespace(chat_id="console"), settings)
     asyncio.run(app.run_until_stopped())
     return 0
 

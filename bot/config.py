@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     mia_outbox_max_backoff_seconds: float = Field(default=300.0, gt=0)
     mia_staff_telegram_chats: str = ""
 
+    mia_web_enabled: bool = True
+    mia_web_host: str = "127.0.0.1"
+    mia_web_port: int = Field(default=8080, ge=0, le=65535)
+    mia_web_secure_cookie: bool = False
+
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_webhook_url: str | None = None

@@ -43,6 +43,7 @@ def settings_for(botapi: BotApiServer, db_path) -> Settings:
         mia_outbox_poll_seconds=0.1,
         mia_outbox_max_backoff_seconds=0.5,
         telegram_poll_timeout_seconds=1,
+        mia_web_enabled=False,
     )
 
 
@@ -305,7 +306,7 @@ async def test_stickers_and_locations_get_honest_replies(mia, world):
 def test_mia_run_serves_telegram_as_a_process(botapi, tmp_path):
     env = dict(os.environ, TELEGRAM_BOT_TOKEN="123456:TEST-TOKEN", TELEGRAM_API_BASE_URL=f"{botapi.url}/bot",
                MIA_DB_PATH=str(tmp_path / "run.db"), MIA_STAFF_TELEGRAM_CHATS=f"muaraenim:{STAFF_MRE}",
-               TELEGRAM_POLL_TIMEOUT_SECONDS="1")
+               TELEGRAM_POLL_TIMEOUT_SECONDS="1", MIA_WEB_PORT="0")
     proc = subprocess.Popen(mia_command() + ["run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

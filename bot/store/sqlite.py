@@ -103,6 +103,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (channel, chat_id, message_id)
     );
     """,
+    """
+    CREATE TABLE web_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        text TEXT NOT NULL,
+        buttons TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX web_messages_session ON web_messages (session_id, id);
+    """,
 )
 
 
@@ -206,6 +217,15 @@ class SQLiteStore:
                 await u.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
                                    "WHERE id = ?", (error[:500], retry_at, item.id))
 
+    async def web_messages(self, session_id: str, after: int = 0, limit: int = 500) -> list[dict]:
+        """A web chat's transcript after message id `after`, oldest first."""
+        async with self._require().execute(
+            "SELECT id, role, text, buttons, created_at FROM web_messages WHERE session_id = ? AND id > ? "
+            "ORDER BY id LIMIT ?", (session_id, after, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [{"id": r[0], "role": r[1], "text": r[2], "buttons": json.loads(r[3]), "at": r[4]} for r in rows]
+
     async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]:
         """Callback requests, oldest first, optionally of one office and/or status."""
         sql = f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE 1 = 1"
@@ -281,6 +301,14 @@ class SQLiteUnit:
         ) as cur:
             row = await cur.fetchone()
         return (row[0], row[1], row[2]) if row else None
+
+    async def add_web_message(self, session_id: str, role: str, text: str, buttons: list[dict]) -> int:
+        """Append a message to a web chat's transcript (what the page shows)."""
+        cur = await self.db.execute(
+            "INSERT INTO web_messages (session_id, role, text, buttons, created_at) VALUES (?, ?, ?, ?, ?)",
+            (session_id, role, text, json.dumps(buttons, ensure_ascii=False), time.time()),
+        )
+        return cur.lastrowid
 
     async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None:
         """(kind, target) of a notification MIA sent to a staff chat, or None."""

@@ -1,0 +1,192 @@
+"""The local web chat: a small page and a JSON API (Starlette), on the same pipeline and store."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import uuid
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from bot.assistant import Assistant, Outcome
+from bot.messages import Incoming
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "web"
+COOKIE = "mia_session"
+STATIC = Path(__file__).resolve().parent / "web_static"
+MAX_BODY = 16 * 1024  # bytes of one API request
+MAX_TEXT = 4000  # characters of one message
+
+
+def _buttons(reply) -> list[dict]:
+    return [{"title": b.title, "payload": b.payload} for b in reply.buttons]
+
+
+class WebSender:
+    """Outbox sender for the web chat: staff replies and request news join the transcript."""
+
+    def __init__(self, store):
+        self.store = store
+
+    async def send(self, chat_id: str, payload: dict) -> str | None:
+        buttons = [{"title": b["title"], "payload": b.get("data", b["title"]).removeprefix("say:")}
+                   for b in payload.get("buttons", [])]
+        async with self.store.unit() as unit:
+            return str(await unit.add_web_message(chat_id, "bot", payload["text"], buttons))
+
+
+class WebChannel:
+    """Serves the page and the API; the session id lives in an HttpOnly cookie."""
+
+    def __init__(self, assistant: Assistant, secure_cookie: bool = False):
+        self.assistant = assistant
+        self.secure_cookie = secure_cookie
+        self.sender = WebSender(assistant.store)
+        self.extra_routes: list = []
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/", self.page),
+            Route("/api/messages", self.messages, methods=["GET", "POST"]),
+            Route("/api/lang", self.set_lang, methods=["POST"]),
+            Route("/healthz", self.health),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            *self.extra_routes,
+        ]
+        return Starlette(routes=routes)
+
+    # -- session --------------------------------------------------------------------------
+
+    def _session(self, request: Request) -> tuple[str, bool]:
+        """(session id, is new). Ids are 128-bit random: they cannot be guessed."""
+        sid = request.cookies.get(COOKIE, "")
+        if len(sid) == 32 and sid.isalnum():
+            return sid, False
+        return secrets.token_hex(16), True
+
+    def _with_cookie(self, response: Response, sid: str, new: bool) -> Response:
+        if new:
+            response.set_cookie(COOKIE, sid, max_age=90 * 24 * 3600, httponly=True, samesite="strict",
+                                secure=self.secure_cookie)
+        return response
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        sid, new = self._session(request)
+        return self._with_cookie(FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"}), sid, new)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def messages(self, request: Request) -> Response:
+        sid, new = self._session(request)
+        if request.method == "GET":
+            try:
+                after = int(request.query_params.get("after", "0"))
+            except ValueError:
+                return JSONResponse({"error": "after must be a number"}, status_code=400)
+            rows = [] if new else await self.assistant.store.web_messages(sid, after)
+            return self._with_cookie(JSONResponse({"messages": rows}), sid, new)
+        body = await self._json(request)
+        if isinstance(body, Response):
+            return body
+        text = body.get("text")
+        if not isinstance(text, str):
+            return JSONResponse({"error": "text must be a string"}, status_code=400)
+        message_id = body.get("message_id") or uuid.uuid4().hex
+        if not isinstance(message_id, str) or len(message_id) > 64:
+            return JSONResponse({"error": "message_id must be a short string"}, status_code=400)
+        incoming = Incoming(CHANNEL, sid, text[:MAX_TEXT], f"{sid}:{message_id}")
+        rows: list[dict] = []
+
+        async def record(unit, msg: Incoming, outcome: Outcome) -> None:
+            # The transcript commits with the conversation state: a reload shows exactly this.
+            if msg.text.strip() != "/start":  # the page's own greeting request is not the citizen's words
+                user_id = await unit.add_web_message(sid, "user", msg.text, [])
+                rows.append({"id": user_id, "role": "user", "text": msg.text, "buttons": []})
+            for reply in outcome.replies:
+                bot_id = await unit.add_web_message(sid, "bot", reply.text, _buttons(reply))
+                rows.append({"id": bot_id, "role": "bot", "text": reply.text, "buttons": _buttons(reply)})
+
+        outcome = await self.assistant.handle_outcome(incoming, record=record)
+        return self._with_cookie(JSONResponse({"messages": rows, "duplicate": outcome is None}), sid, new)
+
+    async def set_lang(self, request: Request) -> Response:
+        sid, new = self._session(request)
+        body = await self._json(request)
+        if isinstance(body, Response):
+            return body
+        lang = body.get("lang")
+        if lang not in ("id", "en"):
+            return JSONResponse({"error": "lang must be id or en"}, status_code=400)
+        async with self.assistant.store.unit() as unit:
+            state = await unit.load_state(CHANNEL, sid)
+            state.lang = lang
+            await unit.save_state(CHANNEL, sid, state)
+        return self._with_cookie(JSONResponse({"lang": lang}), sid, new)
+
+    @staticmethod
+    async def _json(request: Request) -> dict | Response:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return JSONResponse({"error": "request too large"}, status_code=413)
+        try:
+            import json
+
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        return body
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn inside MIA's own loop: MIA, not uvicorn, handles SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class WebServer:
+    """Runs a Starlette app with uvicorn as a task of the running event loop."""
+
+    def __init__(self, app: Starlette, host: str, port: int):
+        self.server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                                  access_log=False))
+        self.task = None
+
+    async def start(self) -> None:
+        import asyncio
+
+        self.task = asyncio.create_task(self.server.serve(), name="web")
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()  # raises the start-up error (e.g. the port is taken)
+                raise RuntimeError("web server stopped during start-up")
+            await asyncio.sleep(0.02)
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.server.should_exit = True
+            await self.task
+            self.task = None

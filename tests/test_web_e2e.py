@@ -1,0 +1,176 @@
+"""The web chat in a real browser (Playwright driving Debian's chromium) against `MiaApp`.
+
+Screenshots land in var/test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.app import MiaApp
+from bot.config import Settings
+from bot.staff import StaffEvent
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "var" / "test-artifacts"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("MIA_REQUIRE_BROWSER"),
+                                reason="chromium is not installed (.ci/run installs it)")
+
+
+class RecordingSender:
+    """Stands in for the staff's Telegram chat: keeps what MIA sends, numbers the messages."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, dict]] = []
+
+    async def send(self, chat_id: str, payload: dict) -> str:
+        self.sent.append((chat_id, payload))
+        return str(len(self.sent))
+
+
+def web_settings(db_path, port: int = 0) -> Settings:
+    return Settings(_env_file=None, mia_db_path=db_path, mia_web_port=port, mia_outbox_poll_seconds=0.1,
+                    mia_staff_telegram_chats="palembang:-1001,muaraenim:-1002")
+
+
+@pytest.fixture
+async def mia(db_path):
+    app = MiaApp(web_settings(db_path))
+    await app.start()
+    staff = RecordingSender()
+    app.worker.senders["telegram"] = staff
+    app.staff_outbox = staff
+    yield app
+    await app.stop()
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        await b.close()
+
+
+async def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def ask(page, text: str) -> str:
+    """Type a message and press Enter; return MIA's last message once it arrives."""
+    before = await page.locator(".msg.bot").count()
+    await page.fill("#text", text)
+    await page.press("#text", "Enter")
+    await page.wait_for_function(f"document.querySelectorAll('.msg.bot').length > {before}")
+    return await page.locator(".msg.bot").last.inner_text()
+
+
+async def tap(page, title: str) -> str:
+    before = await page.locator(".msg.bot").count()
+    await page.get_by_role("button", name=title, exact=True).last.click()
+    await page.wait_for_function(f"document.querySelectorAll('.msg.bot').length > {before}")
+    return await page.locator(".msg.bot").last.inner_text()
+
+
+async def test_office_question_buttons_and_history_after_reload(mia, browser):
+    page = await browser.new_page()
+    await page.goto(mia.web_url)
+    await page.wait_for_selector(".msg.bot")
+    greeting = await page.locator(".msg.bot").first.inner_text()
+    assert "MIA" in greeting and await page.locator(".chip").count() >= 2
+    answer = await ask(page, "min sy dr lahat mau bikin paspor ke kantor mana ya")
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in answer
+    assert await page.locator(".msg.bot strong", has_text="Kantor Imigrasi Kelas II Non TPI Muaraenim").count() == 1
+    await shot(page, "web-office-lahat")
+    hours = await tap(page, "Jam pelayanan")
+    assert "Jam layanan" in hours
+    count = await page.locator(".msg").count()
+    await page.reload()
+    await page.wait_for_function(f"document.querySelectorAll('.msg').length >= {count}")
+    assert await page.locator(".msg").count() == count
+    assert "Muaraenim" in await page.locator(".log").inner_text()
+    await shot(page, "web-after-reload")
+
+
+async def test_lapor_rakit_request_from_the_page(mia, browser):
+    page = await browser.new_page()
+    await page.goto(mia.web_url)
+    await page.wait_for_selector(".msg.bot")
+    first = await ask(page, "tolong petugas datang ke rumah, ibu sy sakit stroke")
+    assert "nama lengkap pemohon" in first.lower()
+    await ask(page, "Siti Aminah")
+    await tap(page, "Anak")
+    await ask(page, "0812 3456 7890")
+    await ask(page, "Jl. Merdeka No. 5 RT 02 Pasar Lama")
+    await ask(page, "gelumbang")
+    await ask(page, "stroke, tidak bisa berjalan")
+    summary = await tap(page, "Senin")
+    assert "Siti Aminah" in summary and "Gelumbang" in summary
+    await shot(page, "web-lapor-rakit-summary")
+    done = await tap(page, "Ya, kirim")
+    ref = re.search(r"RKT-\d{4}-\d{6}", done).group(0)
+    await shot(page, "web-lapor-rakit-done")
+    [request] = await mia.store.list_requests()
+    assert request.ref == ref and request.office == "muaraenim" and request.channel == "web"
+
+
+async def test_staff_reply_reaches_the_page_and_survives_restart(db_path, browser):
+    app = MiaApp(web_settings(db_path))
+    await app.start()
+    staff = RecordingSender()
+    app.worker.senders["telegram"] = staff
+    page = await (await browser.new_context()).new_page()
+    try:
+        await page.goto(app.web_url)
+        await page.wait_for_selector(".msg.bot")
+        await ask(page, "saya mau bicara dengan petugas")
+        started = await ask(page, "baturaja")
+        assert "diteruskan ke petugas" in started
+        for _ in range(100):
+            if staff.sent:
+                break
+            await page.wait_for_timeout(50)
+        chat_id, notice = staff.sent[0]
+        assert chat_id == "-1002" and "minta bicara dengan petugas" in notice["text"]
+        result = await app.desk.handle(StaffEvent("telegram", "-1002", "u1", "9001", "Petugas Rina", "reply",
+                                                  reply_to="1", text="Halo Bu, silakan tanya di sini."))
+        assert result.ok
+        await page.wait_for_function("document.querySelector('.log').innerText.includes('silakan tanya di sini')",
+                                     timeout=10000)
+        port = app.web_server.port
+    finally:
+        await app.stop()
+    again = MiaApp(web_settings(db_path, port))  # a restart of MIA on the same database and address
+    await again.start()
+    try:
+        await page.reload()
+        await page.wait_for_function("document.querySelector('.log').innerText.includes('silakan tanya di sini')")
+        await shot(page, "web-staff-reply-after-restart")
+    finally:
+        await again.stop()
+
+
+async def test_api_rejects_bad_requests(mia):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=mia.web_url) as http:
+        assert (await http.post("/api/messages", content=b"not json",
+                                headers={"content-type": "application/json"})).status_code == 400
+        assert (await http.post("/api/messages", json={"text": 5})).status_code == 400
+        assert (await http.post("/api/messages", content=b"x" * 20000)).status_code == 413
+        assert (await http.get("/api/messages", params={"after": "x"})).status_code == 400
+    async with httpx.AsyncClient(base_url=mia.web_url, cookies={"mia_session": "0" * 32}) as guesser:
+        other = await guesser.get("/api/messages")
+        assert other.json()["messages"] == []  # an unknown session sees nothing
