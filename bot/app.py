@@ -44,11 +44,14 @@ class MiaApp:
         self.telegram = None
         self.web = None
         self.web_server = None
+        self.whatsapp = None
 
     @property
     def channels(self) -> list[str]:
         """Names of the channels the settings configure (the web chat when nothing else is)."""
         names = ["telegram"] if self.settings.telegram_bot_token else []
+        if self.settings.whatsapp_enabled:
+            names.append("whatsapp")
         if self.settings.mia_web_enabled or not names:
             names.append("web")
         return names
@@ -62,6 +65,8 @@ class MiaApp:
 
     async def start(self) -> None:
         s = self.settings
+        if s.whatsapp_missing:
+            raise ValueError(f"WhatsApp is partly configured; missing: {', '.join(s.whatsapp_missing)}")
         content = Content.load(s.mia_content_dir)
         log.info("content loaded in %.0f ms", content.load_seconds * 1000)
         self.store = SQLiteStore(s.mia_db_path)
@@ -87,12 +92,25 @@ class MiaApp:
             )
             self.worker.senders["telegram"] = self.telegram.sender
             await self.telegram.start()
-        if "web" in self.channels:
+        routes = []
+        if "whatsapp" in self.channels:
+            from bot.channels.whatsapp import WhatsAppChannel, WhatsAppSender
+
+            sender = WhatsAppSender(self.store, s.whatsapp_api_base_url, s.whatsapp_api_version,
+                                    s.whatsapp_phone_number_id, s.whatsapp_access_token.get_secret_value(),
+                                    s.whatsapp_template_name, s.whatsapp_template_language)
+            self.whatsapp = WhatsAppChannel(self.assistant, sender, s.whatsapp_verify_token.get_secret_value(),
+                                            s.whatsapp_app_secret.get_secret_value(), on_queue=self.worker.wake)
+            self.worker.senders["whatsapp"] = sender
+            routes += self.whatsapp.routes()
+            await self.whatsapp.start()
+        if "web" in self.channels or routes:
             from bot.channels.web import WebChannel, WebServer
 
             self.web = WebChannel(self.assistant, secure_cookie=s.mia_web_secure_cookie)
             self.worker.senders["web"] = self.web.sender
-            self.web_server = WebServer(self.web.app(), s.mia_web_host, s.mia_web_port)
+            app = self.web.app(page="web" in self.channels, extra_routes=routes)
+            self.web_server = WebServer(app, s.mia_web_host, s.mia_web_port)
             await self.web_server.start()
         self.worker.start()
         log.info("MIA running: channels %s, database %s", ", ".join(self.channels), s.mia_db_path)
@@ -102,6 +120,8 @@ class MiaApp:
             await self.web_server.stop()
         if self.telegram is not None:
             await self.telegram.stop()
+        if self.whatsapp is not None:
+            await self.whatsapp.stop()
         if self.worker is not None:
             await self.worker.stop()
         if self.store is not None:

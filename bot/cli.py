@@ -59,7 +59,9 @@ def secure_logging(settings) -> None:
     """No secret in the logs: quiet the HTTP client's per-request lines and redact the rest."""
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.telegram_webhook_secret) if v]
+    secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.telegram_webhook_secret,
+                                              settings.whatsapp_access_token, settings.whatsapp_app_secret,
+                                              settings.whatsapp_verify_token) if v]
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Redact(secrets))
 
@@ -111,6 +113,10 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args, settings) -> int:
     from bot.app import MiaApp
 
+    if settings.whatsapp_missing:
+        print(f"MIA cannot start: WhatsApp is partly configured; missing {', '.join(settings.whatsapp_missing)}",
+              file=sys.stderr)
+        return 1
     app = MiaApp(settings)
     asyncio.run(app.run_until_stopped())
     return 0

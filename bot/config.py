@@ -47,6 +47,29 @@ class Settings(BaseSettings):
     telegram_webhook_port: int = 8443
     telegram_poll_timeout_seconds: int = Field(default=10, ge=0, le=50)
 
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_api_base_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v23.0"
+    whatsapp_template_name: str = "mia_pemberitahuan"
+    whatsapp_template_language: str = "id"
+
+    @property
+    def whatsapp_missing(self) -> list[str]:
+        """Names of WhatsApp settings still empty when some are set (all or none must be)."""
+        values = {"WHATSAPP_VERIFY_TOKEN": self.whatsapp_verify_token, "WHATSAPP_APP_SECRET": self.whatsapp_app_secret,
+                  "WHATSAPP_ACCESS_TOKEN": self.whatsapp_access_token,
+                  "WHATSAPP_PHONE_NUMBER_ID": self.whatsapp_phone_number_id}
+        if not any(values.values()):
+            return []
+        return [name for name, value in values.items() if not value]
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return bool(self.whatsapp_access_token) and not self.whatsapp_missing
+
     @field_validator("mia_staff_telegram_chats")
     @classmethod
     def _check_staff_chats(cls, value: str) -> str:

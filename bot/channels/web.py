@@ -51,18 +51,18 @@ class WebChannel:
         self.assistant = assistant
         self.secure_cookie = secure_cookie
         self.sender = WebSender(assistant.store)
-        self.extra_routes: list = []
 
-    def app(self) -> Starlette:
-        routes = [
-            Route("/", self.page),
-            Route("/api/messages", self.messages, methods=["GET", "POST"]),
-            Route("/api/lang", self.set_lang, methods=["POST"]),
-            Route("/healthz", self.health),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-            *self.extra_routes,
-        ]
-        return Starlette(routes=routes)
+    def app(self, page: bool = True, extra_routes: list | None = None) -> Starlette:
+        """The server's routes: the chat page and its API (when `page`), plus other channels' webhooks."""
+        routes = [Route("/healthz", self.health)]
+        if page:
+            routes += [
+                Route("/", self.page),
+                Route("/api/messages", self.messages, methods=["GET", "POST"]),
+                Route("/api/lang", self.set_lang, methods=["POST"]),
+                Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            ]
+        return Starlette(routes=routes + list(extra_routes or []))
 
     # -- session --------------------------------------------------------------------------
 

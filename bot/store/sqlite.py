@@ -114,6 +114,29 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX web_messages_session ON web_messages (session_id, id);
     """,
+    """
+    CREATE TABLE whatsapp_inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        body TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        processed_at REAL,
+        error TEXT
+    );
+    CREATE INDEX whatsapp_inbox_pending ON whatsapp_inbox (processed_at, id);
+    CREATE TABLE whatsapp_contacts (
+        chat_id TEXT PRIMARY KEY,
+        last_inbound_at REAL NOT NULL,
+        options TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE whatsapp_statuses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        error_code INTEGER,
+        recorded_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -226,6 +249,51 @@ class SQLiteStore:
             rows = await cur.fetchall()
         return [{"id": r[0], "role": r[1], "text": r[2], "buttons": json.loads(r[3]), "at": r[4]} for r in rows]
 
+    # -- WhatsApp bookkeeping ---------------------------------------------------------------
+
+    async def pending_whatsapp_updates(self) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, oldest first."""
+        async with self._require().execute(
+            "SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL ORDER BY id") as cur:
+            return [(r[0], r[1]) for r in await cur.fetchall()]
+
+    async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:
+        async with self.unit() as u:
+            await u.db.execute("UPDATE whatsapp_inbox SET processed_at = ?, error = ? WHERE id = ?",
+                               (time.time(), error, row_id))
+
+    async def touch_whatsapp_contact(self, chat_id: str, inbound_at: float) -> list[str]:
+        """Record a citizen's message time (opens the 24-hour window); return the numbered options last shown."""
+        async with self.unit() as u:
+            await u.db.execute(
+                "INSERT INTO whatsapp_contacts (chat_id, last_inbound_at) VALUES (?, ?) ON CONFLICT (chat_id) "
+                "DO UPDATE SET last_inbound_at = max(last_inbound_at, excluded.last_inbound_at)", (chat_id, inbound_at))
+            async with u.db.execute("SELECT options FROM whatsapp_contacts WHERE chat_id = ?", (chat_id,)) as cur:
+                row = await cur.fetchone()
+        return json.loads(row[0]) if row else []
+
+    async def whatsapp_contact(self, chat_id: str) -> dict | None:
+        async with self._require().execute(
+            "SELECT last_inbound_at, options FROM whatsapp_contacts WHERE chat_id = ?", (chat_id,)) as cur:
+            row = await cur.fetchone()
+        return {"last_inbound_at": row[0], "options": json.loads(row[1])} if row else None
+
+    async def set_whatsapp_options(self, chat_id: str, options: list[str]) -> None:
+        async with self.unit() as u:
+            await u.db.execute("UPDATE whatsapp_contacts SET options = ? WHERE chat_id = ?",
+                               (json.dumps(options, ensure_ascii=False), chat_id))
+
+    async def close_whatsapp_window(self, chat_id: str) -> None:
+        """WhatsApp said the 24-hour window is closed: only templates until the citizen writes again."""
+        async with self.unit() as u:
+            await u.db.execute("UPDATE whatsapp_contacts SET last_inbound_at = 0 WHERE chat_id = ?", (chat_id,))
+
+    async def record_whatsapp_status(self, message_id: str, status: str, chat_id: str, error_code: int | None) -> None:
+        async with self.unit() as u:
+            await u.db.execute(
+                "INSERT INTO whatsapp_statuses (message_id, status, chat_id, error_code, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?)", (message_id, status, chat_id, error_code, time.time()))
+
     async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]:
         """Callback requests, oldest first, optionally of one office and/or status."""
         sql = f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE 1 = 1"
@@ -308,6 +376,11 @@ class SQLiteUnit:
             "INSERT INTO web_messages (session_id, role, text, buttons, created_at) VALUES (?, ?, ?, ?, ?)",
             (session_id, role, text, json.dumps(buttons, ensure_ascii=False), time.time()),
         )
+        return cur.lastrowid
+
+    async def store_whatsapp_update(self, body: str) -> int:
+        """Keep a raw webhook body until it is handled (it is acknowledged only after this commits)."""
+        cur = await self.db.execute("INSERT INTO whatsapp_inbox (body, received_at) VALUES (?, ?)", (body, time.time()))
         return cur.lastrowid
 
     async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None:

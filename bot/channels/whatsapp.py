@@ -1,0 +1,290 @@
+"""WhatsApp Cloud API channel: a signed webhook (Starlette) in, the Graph API (httpx) out.
+
+Guarantees kept here rather than in an SDK: the raw update is stored before Meta gets its
+200, handling happens after, a message id is handled once (retries come for days and may be
+reordered), and a message to a citizen whose 24-hour window has closed goes out as the
+pre-approved template instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot.assistant import Assistant
+from bot.messages import Incoming, Reply
+from bot.staff import SendError
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "whatsapp"
+MAX_BODY = 1024 * 1024
+WINDOW_SECONDS = 24 * 3600
+MAX_TEXT = 4096
+MAX_INTERACTIVE_BODY = 1024
+RATE_LIMITED = {130429, 131056}  # throughput / pair rate limit: back off and retry
+WINDOW_CLOSED = 131047  # re-engagement: only a template may be sent
+MEDIA = {"image", "audio", "voice", "video", "document", "sticker", "contacts", "reaction", "unsupported"}
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Cut a long text into WhatsApp-sized parts, at line breaks or spaces where possible."""
+    parts = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        if cut < limit // 2:
+            cut = text.rfind(" ", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    parts.append(text)
+    return [p for p in parts if p]
+
+
+def render(text: str, buttons: list[dict]) -> tuple[list[dict], list[str]]:
+    """Message bodies for a text with buttons, and the payloads a numbered answer stands for.
+
+    Up to 3 reply buttons (titles <= 20), else a list (<= 10 rows, titles <= 24), else
+    numbered text the citizen answers with the number.
+    """
+    if not buttons:
+        return [{"type": "text", "text": {"body": part, "preview_url": False}} for part in split_text(text)], []
+    use_buttons = len(buttons) <= 3 and all(len(b["title"]) <= 20 for b in buttons)
+    use_list = not use_buttons and len(buttons) <= 10 and all(len(b["title"]) <= 24 for b in buttons)
+    if not (use_buttons or use_list):
+        lines = [f"{n}. {b['title']}" for n, b in enumerate(buttons, 1)]
+        numbered = text + "\n\nBalas dengan angka / reply with the number:\n" + "\n".join(lines)
+        return render(numbered, [])[0], [b["payload"] for b in buttons]
+    bodies: list[dict] = []
+    if len(text) > MAX_INTERACTIVE_BODY:
+        bodies += render(text, [])[0]
+        text = "Pilih salah satu / choose one:"
+    if use_buttons:
+        action = {"buttons": [{"type": "reply", "reply": {"id": b["payload"][:256], "title": b["title"]}}
+                              for b in buttons]}
+        interactive = {"type": "button", "body": {"text": text}, "action": action}
+    else:
+        rows = [{"id": b["payload"][:200], "title": b["title"]} for b in buttons]
+        action = {"button": "Pilih / Choose", "sections": [{"title": "MIA", "rows": rows}]}
+        interactive = {"type": "list", "body": {"text": text}, "action": action}
+    bodies.append({"type": "interactive", "interactive": interactive})
+    return bodies, []
+
+
+def verify_signature(app_secret: str, raw: bytes, header: str | None) -> bool:
+    """X-Hub-Signature-256: "sha256=" + HMAC-SHA256 of the raw body with the app secret."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len("sha256="):])
+
+
+class WhatsAppSender:
+    """Outbox sender: respects the 24-hour window, numbered options, long texts, rate limits."""
+
+    def __init__(self, store, base_url: str, version: str, phone_number_id: str, access_token: str,
+                 template_name: str, template_language: str):
+        self.store = store
+        self.url = f"{base_url.rstrip('/')}/{version}/{phone_number_id}/messages"
+        self.headers = {"Authorization": f"Bearer {access_token}"}
+        self.template_name = template_name
+        self.template_language = template_language
+        self.client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(timeout=20)
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+    async def send(self, chat_id: str, payload: dict) -> str | None:
+        buttons = [{"title": b["title"], "payload": b.get("data", b["title"]).removeprefix("say:")}
+                   for b in payload.get("buttons", [])]
+        contact = await self.store.whatsapp_contact(chat_id)
+        if contact is None or time.time() - contact["last_inbound_at"] > WINDOW_SECONDS:
+            body = {"type": "template", "template": {
+                "name": self.template_name, "language": {"code": self.template_language},
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": payload["text"][:1000]}]}]}}
+            return await self._post(chat_id, body)
+        bodies, options = render(payload["text"], buttons)
+        await self.store.set_whatsapp_options(chat_id, options)
+        message_id = None
+        for body in bodies:
+            message_id = await self._post(chat_id, body)
+        return message_id
+
+    async def _post(self, chat_id: str, body: dict) -> str:
+        if self.client is None:
+            raise SendError("WhatsApp sender is not started")
+        data = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": chat_id, **body}
+        try:
+            response = await self.client.post(self.url, json=data, headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise SendError(f"network: {exc!r}") from None
+        if response.status_code < 300:
+            return response.json()["messages"][0]["id"]
+        try:
+            error = response.json().get("error", {})
+        except ValueError:
+            error = {}
+        code = error.get("code")
+        message = f"graph {response.status_code} {code}: {error.get('message', response.text[:200])}"
+        if code in RATE_LIMITED or response.status_code == 429:
+            raise SendError(message)  # backed off and retried by the outbox
+        if code == WINDOW_CLOSED:
+            await self.store.close_whatsapp_window(chat_id)
+            raise SendError(message)  # the retry goes out as the template
+        if response.status_code >= 500:
+            raise SendError(message)
+        raise SendError(message, permanent=True)
+
+
+class WhatsAppChannel:
+    """The webhook routes and the background handling of stored updates."""
+
+    def __init__(self, assistant: Assistant, sender: WhatsAppSender, verify_token: str, app_secret: str,
+                 on_queue=None):
+        self.assistant = assistant
+        self.store = assistant.store
+        self.sender = sender
+        self.verify_token = verify_token
+        self.app_secret = app_secret
+        self.on_queue = on_queue
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+
+    def routes(self) -> list[Route]:
+        return [Route("/whatsapp/webhook", self.verify, methods=["GET"]),
+                Route("/whatsapp/webhook", self.receive, methods=["POST"])]
+
+    async def start(self) -> None:
+        await self.sender.start()
+        self._spawn()  # updates stored before a restart but not yet handled
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            await task
+        await self.sender.stop()
+
+    async def verify(self, request: Request) -> Response:
+        q = request.query_params
+        if q.get("hub.mode") == "subscribe" and hmac.compare_digest(q.get("hub.verify_token", ""), self.verify_token):
+            return PlainTextResponse(q.get("hub.challenge", ""))
+        return PlainTextResponse("forbidden", status_code=403)
+
+    async def receive(self, request: Request) -> Response:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return JSONResponse({"error": "too large"}, status_code=413)
+        signature = request.headers.get("x-hub-signature-256")
+        if not signature:
+            return JSONResponse({"error": "missing signature"}, status_code=401)
+        if not verify_signature(self.app_secret, raw, signature):
+            return JSONResponse({"error": "bad signature"}, status_code=403)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON"}, status_code=400)
+        if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
+            return JSONResponse({"error": "not a WhatsApp Business Account update"}, status_code=400)
+        async with self.store.unit() as unit:  # stored before Meta gets its 200
+            await unit.store_whatsapp_update(raw.decode("utf-8"))
+        self._spawn()
+        return JSONResponse({"ok": True})
+
+    def _spawn(self) -> None:
+        task = asyncio.create_task(self.process_pending())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def process_pending(self) -> None:
+        """Handle stored updates in arrival order, one pass at a time."""
+        async with self._lock:
+            for row_id, raw in await self.store.pending_whatsapp_updates():
+                error = None
+                try:
+                    await self._handle(json.loads(raw))
+                except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
+                    log.exception("whatsapp update %s failed", row_id)
+                    error = repr(exc)[:500]
+                await self.store.whatsapp_update_done(row_id, error)
+
+    async def _handle(self, body: dict) -> None:
+        for entry in body.get("entry", []):
+            for change in entry.get("changes", []):
+                value = change.get("value", {})
+                names = {}
+                for contact in value.get("contacts", []):
+                    name = contact.get("profile", {}).get("name")
+                    for key in ("wa_id", "user_id"):
+                        if contact.get(key):
+                            names[contact[key]] = name
+                for status in value.get("statuses", []):
+                    await self._status(status)
+                for message in value.get("messages", []):
+                    await self._message(message, names)
+
+    async def _status(self, status: dict) -> None:
+        codes = [e.get("code") for e in status.get("errors", [])]
+        chat_id = status.get("recipient_id") or status.get("recipient_user_id") or ""
+        await self.store.record_whatsapp_status(status.get("id", ""), status.get("status", ""), chat_id,
+                                                codes[0] if codes else None)
+        if WINDOW_CLOSED in codes and chat_id:
+            await self.store.close_whatsapp_window(chat_id)
+
+    async def _message(self, message: dict, names: dict) -> None:
+        chat_id = message.get("from") or message.get("from_user_id")
+        if not chat_id or message.get("group_id"):
+            return
+        sent_at = float(message.get("timestamp") or time.time())
+        options = await self.store.touch_whatsapp_contact(chat_id, sent_at)
+        kind = message.get("type")
+        text, location = "", None
+        if kind == "text":
+            text = message.get("text", {}).get("body", "")
+            number = text.strip().rstrip(".")
+            if number.isdigit() and 0 < int(number) <= len(options):
+                text = options[int(number) - 1]  # an answer to numbered options
+        elif kind == "interactive":
+            interactive = message.get("interactive", {})
+            reply = interactive.get("button_reply") or interactive.get("list_reply") or {}
+            text = reply.get("id") or reply.get("title", "")
+        elif kind == "button":  # a quick-reply button of a template
+            text = message.get("button", {}).get("payload") or message.get("button", {}).get("text", "")
+        elif kind == "location":
+            loc = message.get("location", {})
+            location = (loc.get("latitude"), loc.get("longitude"))
+        incoming = Incoming(CHANNEL, chat_id, text, message["id"], user_name=names.get(chat_id), location=location)
+        replies = await self.assistant.handle(incoming)
+        await self._deliver(chat_id, replies)
+
+    async def _deliver(self, chat_id: str, replies: list[Reply]) -> None:
+        for n, reply in enumerate(replies):
+            payload = {"text": reply.text, "buttons": [{"title": b.title, "data": b.payload} for b in reply.buttons]}
+            try:
+                await self.sender.send(chat_id, payload)
+            except SendError as exc:
+                log.warning("whatsapp reply to a citizen failed (%s): queued in the outbox", exc)
+                async with self.store.unit() as unit:
+                    for later in replies[n:]:
+                        await unit.enqueue(CHANNEL, chat_id, {"text": later.text, "buttons": [
+                            {"title": b.title, "data": b.payload} for b in later.buttons]})
+                if self.on_queue is not None:
+                    self.on_queue()
+                return
