@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -12,6 +13,8 @@ from typing import AsyncIterator
 from bot.assistant import Assistant
 from bot.config import Settings
 from bot.content import Content
+from bot.digest import Digest
+from bot.reload import ContentReloader
 from bot.staff import OutboxWorker, StaffDesk
 from bot.store.sqlite import SQLiteStore
 
@@ -80,6 +83,10 @@ class MiaApp:
         self.assistant = Assistant(content, self.store, staff_chats=staff_chats,
                                    form_ttl_seconds=s.mia_form_ttl_hours * 3600, on_enqueue=self.worker.wake)
         self.desk = StaffDesk(content, self.store, staff_chats, on_enqueue=self.worker.wake)
+        self.reloader = ContentReloader(s.mia_content_dir, [self.assistant, self.desk], gate_file=s.mia_gate_file,
+                                        gate_min_accuracy=s.mia_gate_min_accuracy, notify=self.notify_operators)
+        self.digest = Digest(self.store, self.reloader, self.assistant, self.queue_for_operators,
+                             s.mia_operator_telegram_chat, weekday=s.mia_digest_weekday, hour=s.mia_digest_hour)
         if s.telegram_bot_token:
             from bot.channels.telegram import TelegramChannel
 
@@ -89,6 +96,7 @@ class MiaApp:
                 webhook_secret=s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None,
                 webhook_listen=s.telegram_webhook_listen, webhook_port=s.telegram_webhook_port,
                 poll_timeout=s.telegram_poll_timeout_seconds, on_queue=self.worker.wake,
+                reload=self.reloader.reload, operator_chat=s.mia_operator_telegram_chat, digest=self.digest,
             )
             self.worker.senders["telegram"] = self.telegram.sender
             await self.telegram.start()
@@ -113,9 +121,52 @@ class MiaApp:
             self.web_server = WebServer(app, s.mia_web_host, s.mia_web_port)
             await self.web_server.start()
         self.worker.start()
+        if s.mia_reload_enabled:
+            self.reloader.start_watching()
+        self.digest.start()
+        self._maintenance = asyncio.create_task(self._daily_purge(), name="retention")
         log.info("MIA running: channels %s, database %s", ", ".join(self.channels), s.mia_db_path)
 
+    async def notify_operators(self, text: str) -> None:
+        """A plain message to the operators' Telegram chat, through the outbox (never lost)."""
+        await self.queue_for_operators({"text": text, "buttons": []})
+
+    async def queue_for_operators(self, payload: dict) -> None:
+        chat = self.settings.mia_operator_telegram_chat
+        if not chat or self.store is None:
+            log.info("no operators' chat configured: %s", payload["text"][:200])
+            return
+        async with self.store.unit() as unit:
+            await unit.enqueue("telegram", chat, payload)
+        self.worker.wake()
+
+    async def _daily_purge(self) -> None:
+        """Retention runs once a day even if nobody types `mia db purge`."""
+        while True:
+            try:
+                last = await self.store.get_meta("purge_last")
+                now = time.time()
+                if last is None or now - float(last) > 86400:
+                    counts = await self.store.purge(now - self.settings.mia_retention_days * 86400)
+                    await self.store.set_meta("purge_last", str(now))
+                    log.info("retention purge: %s", counts)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("retention purge failed")
+            await asyncio.sleep(3600)
+
     async def stop(self) -> None:
+        if getattr(self, "_maintenance", None) is not None:
+            self._maintenance.cancel()
+            try:
+                await self._maintenance
+            except asyncio.CancelledError:
+                pass
+        if getattr(self, "digest", None) is not None:
+            await self.digest.stop()
+        if getattr(self, "reloader", None) is not None:
+            await self.reloader.stop()
         if self.web_server is not None:
             await self.web_server.stop()
         if self.telegram is not None:

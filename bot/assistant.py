@@ -12,6 +12,7 @@ from bot.dialogue import handoff, lapor_rakit
 from bot.dialogue.state import FORM_KEY, HANDOFF_KEY, HANDOFF_REGION, HOME_KEY
 from bot.knowledge import Office, Regency
 from bot.messages import Button, Incoming, Reply
+from bot.privacy import mask
 from bot.nlu.matcher import Understanding
 from bot.nlu.places import PlaceMatch
 from bot.staff import REF_PLACEHOLDER, request_buttons
@@ -105,6 +106,7 @@ class Assistant:
             else:
                 outcome = self.respond(msg.text, state, msg.user_name)
             outcome = await self._apply(unit, msg, outcome)
+            await self._log_if_unanswered(unit, msg, outcome, state)
             if record is not None:
                 await record(unit, msg, outcome)
             await unit.save_state(msg.channel, msg.chat_id, outcome.state)
@@ -121,6 +123,26 @@ class Assistant:
         if outcome.effects and self.on_enqueue is not None:
             self.on_enqueue()
         return outcome
+
+    async def _log_if_unanswered(self, unit, msg: Incoming, outcome: Outcome, state: ConversationState) -> None:
+        """Fallbacks and narrow answers go to the operators' log: normalized, masked, no names."""
+        u = outcome.understanding
+        if u is None or u.by_title or not u.text.strip():
+            return
+        scores = [c.score for c in u.candidates]
+        margin = scores[0] - scores[1] if len(scores) > 1 else 100.0
+        if outcome.intent is None:
+            kind = "fallback"
+        elif margin < 2 * self.content.matcher.t.margin and outcome.intent == u.intent:
+            kind = "low_margin"
+        else:
+            return
+        home = state.data.get(HOME_KEY)
+        office = outcome.office or (self.content.knowledge.office_for(home["region"]).id if home else None)
+        top = [(c.intent, round(c.score, 1)) for c in u.candidates[:3]]
+        # Lower-cased and squeezed, with phone numbers, long digit runs and e-mails masked.
+        text = mask(" ".join(msg.text.lower().split())[:300])
+        await unit.log_unanswered(msg.channel, office, text, kind, top)
 
     async def _apply(self, unit, msg: Incoming, outcome: Outcome) -> Outcome:
         """Carry out the outcome's effects inside the message's transaction."""

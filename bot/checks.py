@@ -164,11 +164,11 @@ def _templates(content: Content) -> list[Problem]:
                 try:
                     text = responses.render(lang, name, **ctx)
                 except TemplateSyntaxError as exc:
-                    problems.append(Problem("error", Path(exc.filename or folder / f"{name}.j2"), exc.lineno,
+                    problems.append(Problem("error", folder / (exc.name or f"{name}.j2"), exc.lineno,
                                             f"template syntax: {exc.message}"))
                     break
                 except (TemplateError, Exception) as exc:  # noqa: BLE001 - report any render failure
-                    path, line = _template_frame(exc, folder / f"{name}.j2")
+                    path, line = _template_frame(exc, folder, name)
                     problems.append(Problem("error", path, line, f"cannot render: {exc}"))
                     break
                 if not text.strip() and name not in ("office_for_region",):
@@ -181,12 +181,12 @@ def _templates(content: Content) -> list[Problem]:
     return problems
 
 
-def _template_frame(exc: BaseException, default: Path) -> tuple[Path, int | None]:
+def _template_frame(exc: BaseException, folder: Path, name: str) -> tuple[Path, int | None]:
     """The template file and line where rendering failed (from Jinja's rewritten traceback)."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename.endswith(".j2"):
-            return Path(frame.filename), frame.lineno
-    return default, None
+            return folder / Path(frame.filename).name, frame.lineno
+    return folder / f"{name}.j2", None
 
 
 def _conflicts(content: Content, progress=None) -> list[Problem]:

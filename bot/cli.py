@@ -62,8 +62,11 @@ def secure_logging(settings) -> None:
     secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.telegram_webhook_secret,
                                               settings.whatsapp_access_token, settings.whatsapp_app_secret,
                                               settings.whatsapp_verify_token) if v]
+    from bot.privacy import MaskingFilter
+
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Redact(secrets))
+        handler.addFilter(MaskingFilter())  # phone numbers (WhatsApp ids), NIK, e-mail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,13 +97,33 @@ def _parser() -> argparse.ArgumentParser:
     rexport.add_argument("--status", choices=("open", "claimed", "done"))
     rexport.set_defaults(func=_cmd_requests_export)
 
+    report = sub.add_parser("report", help="operators' reports")
+    repsub = report.add_subparsers(dest="report_command")
+    unanswered = repsub.add_parser("unanswered", help="questions MIA could not answer, grouped")
+    unanswered.add_argument("--since", default="7d", help="how far back: 7d, 24h, 30m, 2w (default 7d)")
+    unanswered.add_argument("--office", help="office id")
+    unanswered.add_argument("--csv", type=Path, help="write the groups to a CSV file too")
+    unanswered.set_defaults(func=_cmd_report_unanswered)
+
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command")
+    purge = dbsub.add_parser("purge", help="anonymize closed requests and delete logs older than MIA_RETENTION_DAYS")
+    purge.add_argument("--dry-run", action="store_true", help="only count what would change")
+    purge.set_defaults(func=_cmd_db_purge)
+
     intents = sub.add_parser("intents", help="check and test the content operators edit")
     isub = intents.add_subparsers(dest="intents_command")
     check = isub.add_parser("check", help="validate intents, templates and data; exit 1 on any error")
     check.add_argument("--quiet", action="store_true", help="print errors and the summary only")
     check.set_defaults(func=_cmd_check)
+    add = isub.add_parser("add-example", help="add an example to an intent (keeps the file's comments); checked")
+    add.add_argument("intent")
+    add.add_argument("text", nargs="+")
+    add.set_defaults(func=_cmd_add_example)
     test = isub.add_parser("test", help="evaluate a labelled file: accuracy, precision/recall, confusions")
     test.add_argument("file", type=Path)
+    test.add_argument("--with-confirmed", action="store_true",
+                      help="also use the operators' confirmed additions from the database as labelled cases")
     test.add_argument("--json", action="store_true", help="print the figures as JSON")
     test.add_argument("--min-accuracy", type=float, default=None, help="exit 1 when accuracy is below this")
     test.set_defaults(func=_cmd_test)
@@ -252,6 +275,63 @@ def _cmd_requests_export(args, settings) -> int:
     return 0
 
 
+# -- reports and maintenance -------------------------------------------------------------
+
+
+async def _with_store(settings, work):
+    from bot.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.mia_db_path)
+    await store.open()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def _cmd_report_unanswered(args, settings) -> int:
+    import csv
+
+    from bot.reports import group_unanswered, since_timestamp
+
+    try:
+        since = since_timestamp(args.since)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from bot.content import Content
+    from bot.nlu.normalize import clean, expand_slang
+
+    lexicon = Content.load(settings.mia_content_dir).lexicon
+    rows = asyncio.run(_with_store(settings, lambda store: store.unanswered_since(since, args.office)))
+    groups = group_unanswered(rows, normalize=lambda t: " ".join(expand_slang(clean(t).split(), lexicon)))
+    print(f"{len(rows)} pertanyaan tak terjawab dalam {args.since} / unanswered questions, {len(groups)} kelompok / groups")
+    for n, g in enumerate(groups, 1):
+        print(f"{n:>3}. {g.count:>4}x  \"{g.example}\"  -> terdekat/nearest: {g.nearest_intent or '-'}")
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with args.csv.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["count", "example", "nearest_intent", "offices", "texts"])
+            for g in groups:
+                w.writerow([g.count, g.example, g.nearest_intent or "", " ".join(f"{k}:{v}" for k, v in g.offices.items()),
+                            " | ".join(g.texts[:20])])
+        print(f"CSV: {args.csv}")
+    return 0
+
+
+def _cmd_db_purge(args, settings) -> int:
+    import time as _time
+
+    cutoff = _time.time() - settings.mia_retention_days * 86400
+    counts = asyncio.run(_with_store(settings, lambda store: store.purge(cutoff, dry_run=args.dry_run)))
+    label = "would change (dry run)" if args.dry_run else "changed"
+    print(f"Retention {settings.mia_retention_days} days: {label}:")
+    for name, n in counts.items():
+        print(f"  {name}: {n}")
+    return 0
+
+
 # -- intents check / test ---------------------------------------------------------------
 
 
@@ -278,6 +358,26 @@ def _cmd_check(args, settings) -> int:
     return 1 if report.errors else 0
 
 
+def _cmd_add_example(args, settings) -> int:
+    from bot.checks import check_content, print_report
+    from bot.editing import EditError, add_example, restore
+
+    text = " ".join(args.text)
+    try:
+        path, original = add_example(Path(settings.mia_content_dir) / "intents", args.intent, text)
+    except EditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report = check_content(settings.mia_content_dir)
+    if report.errors:
+        restore(path, original)
+        print_report(report, show_warnings=False)
+        print(f"Not added: the example makes the content fail its check. {path} is unchanged.", file=sys.stderr)
+        return 1
+    print(f"Added to {args.intent} in {path}: {text!r}")
+    return 0
+
+
 def _cmd_test(args, settings) -> int:
     from bot.assistant import Assistant
     from bot.content import Content
@@ -288,6 +388,11 @@ def _cmd_test(args, settings) -> int:
     except LabelledFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.with_confirmed:
+        from bot.evaluation import Case
+
+        confirmed = asyncio.run(_with_store(settings, lambda store: store.confirmed_examples()))
+        cases += [Case(c["text"], c["intent"]) for c in confirmed]
     assistant = Assistant(Content.load(settings.mia_content_dir), store=None)
     result = evaluate(assistant, cases, progress=_progress("testing"))
     if args.json:

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     mia_outbox_poll_seconds: float = Field(default=1.0, gt=0)
     mia_outbox_max_backoff_seconds: float = Field(default=300.0, gt=0)
     mia_staff_telegram_chats: str = ""
+    mia_retention_days: int = Field(default=90, ge=1)
+    mia_operator_telegram_chat: str | None = None
+    mia_gate_file: Path | None = None
+    mia_gate_min_accuracy: float = Field(default=0.95, ge=0, le=1)
+    mia_reload_enabled: bool = True
+    mia_digest_weekday: int = Field(default=0, ge=0, le=6)
+    mia_digest_hour: int = Field(default=8, ge=0, le=23)
 
     mia_web_enabled: bool = True
     mia_web_host: str = "127.0.0.1"

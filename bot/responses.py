@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 LANGUAGES = ("id", "en")
@@ -52,15 +52,35 @@ def join_names(items: list[str], lang: str = "id") -> str:
     return ", ".join(items[:-1]) + word + items[-1]
 
 
+class SnapshotLoader(BaseLoader):
+    """Templates read once into memory, still named by their files (errors show file and line)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.sources = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.j2"))}
+
+    def get_source(self, environment, template):
+        if template not in self.sources:
+            raise TemplateNotFound(template)
+        return self.sources[template], str(self.folder / template), lambda: True
+
+    def list_templates(self):
+        return sorted(self.sources)
+
+
 class Responses:
     """Renders templates per language; operators' templates cannot reach Python internals."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.envs = {}
+        self.sources: dict[str, dict[str, str]] = {}
         for lang in LANGUAGES:
+            # Read every template now: a snapshot never depends on files that may change later.
+            loader = SnapshotLoader(self.root / lang)
+            self.sources[lang] = loader.sources
             env = ImmutableSandboxedEnvironment(
-                loader=FileSystemLoader(str(self.root / lang)),
+                loader=loader,
                 undefined=StrictUndefined,
                 # Staff notifications are Telegram HTML: whatever a citizen typed is escaped.
                 autoescape=lambda name: bool(name) and name.startswith("staff_") and name != "staff_reply_to_citizen.j2",
@@ -75,7 +95,7 @@ class Responses:
 
     def names(self, lang: str) -> set[str]:
         """Template names present for a language (file stem)."""
-        return {p.stem for p in (self.root / lang).glob("*.j2")}
+        return {name[: -len(".j2")] for name in self.sources.get(lang, {})}
 
     def preload(self, names: list[str]) -> None:
         """Compile the given templates in every language now, so errors show at load time."""

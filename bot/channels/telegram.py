@@ -99,7 +99,7 @@ class TelegramChannel:
     def __init__(self, token: str, base_url: str, assistant: Assistant, desk: StaffDesk,
                  webhook_url: str | None = None, webhook_secret: str | None = None,
                  webhook_listen: str = "127.0.0.1", webhook_port: int = 8443, poll_timeout: int = 10,
-                 on_queue=None):
+                 on_queue=None, reload=None, operator_chat: str | None = None, digest=None):
         self.assistant = assistant
         self.desk = desk
         self.webhook_url = webhook_url
@@ -108,6 +108,9 @@ class TelegramChannel:
         self.webhook_port = webhook_port
         self.on_queue = on_queue
         self.poll_timeout = poll_timeout
+        self.reload = reload  # async callable: /reload from a staff or the operators' chat
+        self.operator_chat = str(operator_chat) if operator_chat else None
+        self.digest = digest
         base_url = base_url.rstrip("/")
         self.application = (
             ApplicationBuilder()
@@ -165,8 +168,13 @@ class TelegramChannel:
         message = update.message
         if message is None:
             return  # edited messages, channel posts, member updates: nothing to answer
+        if (office is not None or chat_id == self.operator_chat) and (message.text or "").startswith("/reload"):
+            await self._on_reload(message)
+            return
         if office is not None:
             await self._on_staff_message(update, chat_id)
+            return
+        if chat_id == self.operator_chat:
             return
         if chat.type != "private":
             return  # MIA talks to citizens one to one
@@ -188,6 +196,14 @@ class TelegramChannel:
             incoming = Incoming(CHANNEL, chat_id, data[len(SAY):], str(update.update_id), user_name=user.first_name)
             await self._deliver(chat_id, await self.assistant.handle(incoming))
             return
+        if data.startswith("dg:"):
+            if chat_id != self.operator_chat or self.digest is None:
+                await query.answer("Maaf, tombol ini hanya untuk grup operator MIA.", show_alert=True)
+                return
+            result = await self.digest.decide(data, _name(user))
+            await query.answer(result[:190], show_alert=len(result) > 190)
+            await self.digest.notify_payload({"text": result, "buttons": []})
+            return
         action, _, ref = data.partition(":")
         if action not in ("claim", "done"):
             await query.answer()
@@ -195,6 +211,15 @@ class TelegramChannel:
         event = StaffEvent(CHANNEL, chat_id, str(update.update_id), str(user.id), _name(user), action, ref=ref)
         result = await self.desk.handle(event)
         await query.answer(result.text, show_alert=not result.ok)
+
+    async def _on_reload(self, message) -> None:
+        if self.reload is None:
+            return
+        result = await self.reload("/reload dari Telegram")
+        try:
+            await message.reply_text(result.message)
+        except TelegramError as exc:
+            log.warning("could not answer /reload: %s", exc)
 
     async def _on_staff_message(self, update: Update, chat_id: str) -> None:
         message = update.message

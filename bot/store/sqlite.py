@@ -137,6 +137,40 @@ MIGRATIONS: tuple[str, ...] = (
         recorded_at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE unanswered (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        office TEXT,
+        text TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        candidates TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX unanswered_time ON unanswered (created_at);
+    CREATE TABLE confirmed_examples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        text TEXT NOT NULL,
+        intent TEXT,
+        decided_by TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE digest_items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        example TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        candidates TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        decided_by TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -294,6 +328,89 @@ class SQLiteStore:
                 "INSERT INTO whatsapp_statuses (message_id, status, chat_id, error_code, recorded_at) "
                 "VALUES (?, ?, ?, ?, ?)", (message_id, status, chat_id, error_code, time.time()))
 
+    async def unanswered_since(self, since: float, office: str | None = None) -> list[dict]:
+        """Logged unanswered questions since a time, oldest first."""
+        sql = "SELECT id, channel, office, text, kind, candidates, created_at FROM unanswered WHERE created_at >= ?"
+        args: list = [since]
+        if office:
+            sql += " AND office = ?"
+            args.append(office)
+        async with self._require().execute(sql + " ORDER BY id", args) as cur:
+            rows = await cur.fetchall()
+        return [{"id": r[0], "channel": r[1], "office": r[2], "text": r[3], "kind": r[4],
+                 "candidates": json.loads(r[5]), "at": r[6]} for r in rows]
+
+    async def add_confirmed_example(self, text: str, intent: str | None, decided_by: str) -> None:
+        """An operator's decision on a logged question: a labelled case for `mia intents test`."""
+        async with self.unit() as u:
+            await u.db.execute("INSERT INTO confirmed_examples (text, intent, decided_by, created_at) VALUES (?, ?, ?, ?)",
+                               (text, intent, decided_by, time.time()))
+
+    async def confirmed_examples(self) -> list[dict]:
+        async with self._require().execute("SELECT text, intent FROM confirmed_examples ORDER BY id") as cur:
+            return [{"text": r[0], "intent": r[1]} for r in await cur.fetchall()]
+
+    async def purge(self, older_than: float, dry_run: bool = False) -> dict[str, int]:
+        """Retention: anonymize requests closed before `older_than`, delete older logs. Counts per table."""
+        counts: dict[str, int] = {}
+        async with self.unit() as u:
+            queries = {
+                "requests_anonymized": ("SELECT count(*) FROM callback_requests WHERE status = 'done' AND done_at < ? "
+                                        "AND fields != '{}'", "UPDATE callback_requests SET fields = '{}', "
+                                        "claimed_by = NULL, done_by = NULL WHERE status = 'done' AND done_at < ? "
+                                        "AND fields != '{}'"),
+                "turns_deleted": ("SELECT count(*) FROM turns WHERE created_at < ?",
+                                  "DELETE FROM turns WHERE created_at < ?"),
+                "web_messages_deleted": ("SELECT count(*) FROM web_messages WHERE created_at < ?",
+                                         "DELETE FROM web_messages WHERE created_at < ?"),
+                "unanswered_deleted": ("SELECT count(*) FROM unanswered WHERE created_at < ?",
+                                       "DELETE FROM unanswered WHERE created_at < ?"),
+                "whatsapp_updates_deleted": ("SELECT count(*) FROM whatsapp_inbox WHERE received_at < ? "
+                                             "AND processed_at IS NOT NULL", "DELETE FROM whatsapp_inbox WHERE "
+                                             "received_at < ? AND processed_at IS NOT NULL"),
+                "outbox_deleted": ("SELECT count(*) FROM outbox WHERE created_at < ? AND status != 'pending'",
+                                   "DELETE FROM outbox WHERE created_at < ? AND status != 'pending'"),
+            }
+            for name, (count_sql, change_sql) in queries.items():
+                async with u.db.execute(count_sql, (older_than,)) as cur:
+                    counts[name] = (await cur.fetchone())[0]
+                if not dry_run:
+                    await u.db.execute(change_sql, (older_than,))
+        return counts
+
+    # -- weekly digest ------------------------------------------------------------------------
+
+    async def add_digest_item(self, example: str, count: int, candidates: list[str]) -> int:
+        async with self.unit() as u:
+            cur = await u.db.execute(
+                "INSERT INTO digest_items (example, count, candidates, created_at) VALUES (?, ?, ?, ?)",
+                (example, count, json.dumps(candidates), time.time()))
+            return cur.lastrowid
+
+    async def digest_item(self, item_id: int) -> dict | None:
+        async with self._require().execute(
+            "SELECT id, example, count, candidates, status FROM digest_items WHERE id = ?", (item_id,)) as cur:
+            row = await cur.fetchone()
+        return {"id": row[0], "example": row[1], "count": row[2], "candidates": json.loads(row[3]),
+                "status": row[4]} if row else None
+
+    async def decide_digest_item(self, item_id: int, status: str, by: str) -> bool:
+        """Mark an item decided; False when it already was (a second press changes nothing)."""
+        async with self.unit() as u:
+            cur = await u.db.execute("UPDATE digest_items SET status = ?, decided_by = ? WHERE id = ? AND status = 'open'",
+                                     (status, by, item_id))
+            return cur.rowcount == 1
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._require().execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self.unit() as u:
+            await u.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                               "excluded.value", (key, value))
+
     async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]:
         """Callback requests, oldest first, optionally of one office and/or status."""
         sql = f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE 1 = 1"
@@ -382,6 +499,14 @@ class SQLiteUnit:
         """Keep a raw webhook body until it is handled (it is acknowledged only after this commits)."""
         cur = await self.db.execute("INSERT INTO whatsapp_inbox (body, received_at) VALUES (?, ?)", (body, time.time()))
         return cur.lastrowid
+
+    async def log_unanswered(self, channel: str, office: str | None, text: str, kind: str,
+                             candidates: list[tuple[str, float]]) -> None:
+        """A question MIA could not answer confidently (text already lower-cased and masked)."""
+        await self.db.execute(
+            "INSERT INTO unanswered (channel, office, text, kind, candidates, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (channel, office, text, kind, json.dumps(candidates), time.time()),
+        )
 
     async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None:
         """(kind, target) of a notification MIA sent to a staff chat, or None."""

@@ -1,0 +1,129 @@
+"""The weekly digest: the most frequent unanswered questions, with buttons to teach MIA."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+
+from bot.editing import EditError, add_example, restore
+from bot.reports import group_unanswered
+
+log = logging.getLogger(__name__)
+TOP = 5
+WEEK = 7 * 86400
+
+
+class Digest:
+    """Builds the digest, and carries out the operators' decisions on it."""
+
+    def __init__(self, store, reloader, content_holder, notify_payload, operator_chat: str | None,
+                 weekday: int = 0, hour: int = 8):
+        self.store = store
+        self.reloader = reloader
+        self.holder = content_holder  # the assistant: its `content` is the live snapshot
+        self.notify_payload = notify_payload  # async callable(payload) -> queued to the operators' chat
+        self.operator_chat = operator_chat
+        self.weekday = weekday
+        self.hour = hour
+        self._task: asyncio.Task | None = None
+
+    async def send(self, now: float | None = None) -> int:
+        """Queue the digest for the operators' chat; returns the number of groups in it."""
+        now = time.time() if now is None else now
+        groups = group_unanswered(await self.store.unanswered_since(now - WEEK))[:TOP]
+        titles = {it.id: it.title["id"] for it in self.holder.content.intents.intents}
+        if not groups:
+            await self.notify_payload({"text": "Ringkasan mingguan MIA: tidak ada pertanyaan yang tak terjawab "
+                                               "minggu ini.", "buttons": []})
+            return 0
+        await self.notify_payload({"text": f"Ringkasan mingguan MIA: {len(groups)} kelompok pertanyaan yang paling "
+                                           "sering tidak terjawab. Pilih tindakan di bawah tiap pertanyaan.",
+                                   "buttons": []})
+        for g in groups:
+            candidates = [c for c, _ in g.nearest.most_common(3)]
+            item = await self.store.add_digest_item(g.example, g.count, candidates)
+            buttons = []
+            if g.nearest_intent:
+                buttons.append({"title": f"Tambah ke {titles.get(g.nearest_intent, g.nearest_intent)}"[:40],
+                                "data": f"dg:add:{item}:0"})
+            buttons += [{"title": "Intent lain", "data": f"dg:pick:{item}"},
+                        {"title": "Abaikan", "data": f"dg:ign:{item}"}]
+            await self.notify_payload({"text": f"{g.count}x: \"{g.example}\"\nTerdekat: {g.nearest_intent or '-'}",
+                                       "buttons": buttons})
+        return len(groups)
+
+    async def decide(self, data: str, by: str) -> str:
+        """Carry out a digest button ("dg:add:ID:N", "dg:to:ID:INTENT", "dg:pick:ID", "dg:ign:ID")."""
+        parts = data.split(":")
+        if len(parts) < 3 or not parts[2].isdigit():
+            return "Tombol tidak dikenal."
+        item = await self.store.digest_item(int(parts[2]))
+        if item is None:
+            return "Pertanyaan ini tidak ditemukan."
+        if item["status"] != "open":
+            return "Pertanyaan ini sudah diputuskan."
+        action = parts[1]
+        if action == "ign":
+            await self.store.decide_digest_item(item["id"], "ignored", by)
+            return f"Diabaikan: \"{item['example']}\"."
+        if action == "pick":
+            intents = [it.id for it in self.holder.content.intents.intents]
+            buttons = [{"title": i, "data": f"dg:to:{item['id']}:{i}"} for i in intents]
+            await self.notify_payload({"text": f"Pilih intent untuk \"{item['example']}\":", "buttons": buttons})
+            return "Pilih intentnya di pesan berikut."
+        if action == "add" and len(parts) == 4 and parts[3].isdigit() and int(parts[3]) < len(item["candidates"]):
+            intent = item["candidates"][int(parts[3])]
+        elif action == "to" and len(parts) == 4:
+            intent = parts[3]
+        else:
+            return "Tombol tidak dikenal."
+        return await self._add(item, intent, by)
+
+    async def _add(self, item: dict, intent: str, by: str) -> str:
+        text = item["example"]
+        try:
+            path, original = await asyncio.to_thread(add_example, self.reloader.root / "intents", intent, text)
+        except EditError as exc:
+            return f"Tidak ditambahkan: {exc}."
+        result = await self.reloader.reload(f"contoh baru untuk {intent}")
+        if not result.ok:
+            await asyncio.to_thread(restore, path, original)
+            await self.reloader.reload("membatalkan contoh yang ditolak")
+            return f"Tidak ditambahkan: contoh itu membuat konten gagal diperiksa. {result.message[:300]}"
+        await self.store.decide_digest_item(item["id"], f"added:{intent}", by)
+        await self.store.add_confirmed_example(text, intent, by)
+        return f"Ditambahkan ke {intent}: \"{text}\". Konten baru sudah aktif."
+
+    def due(self, now: float, last_sent: float | None) -> bool:
+        """True at the configured weekday and hour, once a week."""
+        local = dt.datetime.fromtimestamp(now)
+        if local.weekday() != self.weekday or local.hour != self.hour:
+            return False
+        return last_sent is None or now - last_sent > 6 * 86400
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="digest")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                now = time.time()
+                last = await self.store.get_meta("digest_last_sent")
+                if self.operator_chat and self.due(now, float(last) if last else None):
+                    await self.send(now)
+                    await self.store.set_meta("digest_last_sent", str(now))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the schedule must survive one failure
+                log.exception("weekly digest failed")
+            await asyncio.sleep(60)
