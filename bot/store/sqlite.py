@@ -229,14 +229,15 @@ class SQLiteStore:
         """One transaction: everything done through the unit commits together or not at all."""
         db = self._require()
         async with self._lock:
-            await db.execute("BEGIN IMMEDIATE")
+            # execute_fetchall is one hop to aiosqlite's thread; execute() costs two or three.
+            await db.execute_fetchall("BEGIN IMMEDIATE")
             try:
                 yield SQLiteUnit(db)
             except BaseException:
-                await db.execute("ROLLBACK")
+                await db.execute_fetchall("ROLLBACK")
                 raise
             else:
-                await db.execute("COMMIT")
+                await db.execute_fetchall("COMMIT")
 
     async def schema_version(self) -> int:
         """The number of migrations applied."""
@@ -503,7 +504,7 @@ class SQLiteUnit:
     async def log_unanswered(self, channel: str, office: str | None, text: str, kind: str,
                              candidates: list[tuple[str, float]]) -> None:
         """A question MIA could not answer confidently (text already lower-cased and masked)."""
-        await self.db.execute(
+        await self.db.execute_fetchall(
             "INSERT INTO unanswered (channel, office, text, kind, candidates, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (channel, office, text, kind, json.dumps(candidates), time.time()),
         )
@@ -519,25 +520,25 @@ class SQLiteUnit:
 
     async def claim_message(self, channel: str, message_id: str) -> bool:
         """Record a message id; False when it was already handled (a re-delivery)."""
-        cur = await self.db.execute(
-            "INSERT OR IGNORE INTO processed_messages (channel, message_id, created_at) VALUES (?, ?, ?)",
+        rows = await self.db.execute_fetchall(
+            "INSERT INTO processed_messages (channel, message_id, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
             (channel, message_id, time.time()),
         )
-        return cur.rowcount == 1
+        return len(rows) == 1
 
     async def load_state(self, channel: str, chat_id: str) -> ConversationState:
         """The conversation's state, or a fresh one."""
-        async with self.db.execute(
-            "SELECT lang, pending, data FROM conversations WHERE channel = ? AND chat_id = ?", (channel, chat_id)
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
+        rows = await self.db.execute_fetchall(
+            "SELECT lang, pending, data FROM conversations WHERE channel = ? AND chat_id = ?", (channel, chat_id))
+        if not rows:
             return ConversationState()
-        return ConversationState(lang=row[0], pending=row[1], data=json.loads(row[2]))
+        lang, pending, data = rows[0]
+        return ConversationState(lang=lang, pending=pending, data=json.loads(data))
 
     async def save_state(self, channel: str, chat_id: str, state: ConversationState) -> None:
         """Write the conversation's state."""
-        await self.db.execute(
+        await self.db.execute_fetchall(
             "INSERT INTO conversations (channel, chat_id, lang, pending, data, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (channel, chat_id) DO UPDATE SET lang = excluded.lang, pending = excluded.pending, "
             "data = excluded.data, updated_at = excluded.updated_at",
@@ -556,7 +557,7 @@ class SQLiteUnit:
         reply: str,
     ) -> None:
         """Append one turn to the conversation log."""
-        await self.db.execute(
+        await self.db.execute_fetchall(
             "INSERT INTO turns (channel, chat_id, text, intent, confidence, region, office, reply, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (channel, chat_id, text, intent, confidence, region, office, reply, time.time()),

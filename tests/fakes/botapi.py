@@ -326,6 +326,23 @@ def build_app(state: BotApiState) -> Starlette:
         chat_id = int(request.query_params["chat_id"])
         return JSONResponse(state.messages.get(chat_id, []))
 
+    async def wait(request: Request):
+        """Long-poll until a chat holds at least `count` bot messages (or `timeout` seconds pass)."""
+        chat_id = int(request.query_params["chat_id"])
+        count = int(request.query_params["count"])
+        deadline = time.monotonic() + float(request.query_params.get("timeout", "30"))
+
+        def bot_count() -> int:
+            return sum(1 for m in state.messages.get(chat_id, []) if m.get("from", {}).get("id") == BOT["id"])
+
+        while bot_count() < count and time.monotonic() < deadline:
+            async with state.changed:
+                try:
+                    await asyncio.wait_for(state.changed.wait(), timeout=max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    break
+        return JSONResponse({"count": bot_count()})
+
     async def updates(request: Request):
         data = request.query_params.get("data")
         return JSONResponse([uid for uid, u in state.delivered.items()
@@ -345,6 +362,7 @@ def build_app(state: BotApiState) -> Starlette:
         Route("/_test/messages", messages),
         Route("/_test/info", info),
         Route("/_test/updates", updates),
+        Route("/_test/wait", wait),
     ]
     return Starlette(routes=routes)
 
