@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -118,11 +119,14 @@ class TelegramChannel:
             .base_url(base_url)
             .base_file_url(base_url.replace("/bot", "/file/bot"))
             .get_updates_read_timeout(30)
+            # Chats are handled concurrently; _on_update keeps each chat's own messages in order.
+            .concurrent_updates(64)
             .build()
         )
         self.application.add_handler(TypeHandler(Update, self._on_update))
         self.application.add_error_handler(self._on_error)
         self.sender = TelegramSender(self.application)
+        self._chat_locks: dict[int, list] = {}  # chat id -> [lock, updates waiting or running]
 
     async def start(self) -> None:
         """Connect, register the commands, and start polling (or the webhook server)."""
@@ -155,6 +159,20 @@ class TelegramChannel:
     # -- incoming --------------------------------------------------------------------------
 
     async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat = update.effective_chat
+        if chat is None:
+            return
+        entry = self._chat_locks.setdefault(chat.id, [asyncio.Lock(), 0])
+        entry[1] += 1  # updates of this chat in hand: the lock is dropped when none is left
+        try:
+            async with entry[0]:  # one chat's updates one after another, in the order Telegram sent them
+                await self._handle_update(update, context)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._chat_locks.pop(chat.id, None)
+
+    async def _handle_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat
         user = update.effective_user
         if chat is None:

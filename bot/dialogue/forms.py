@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +25,8 @@ class Answer:
 
 
 def _text(raw: str, min_len: int, max_len: int, min_letters: int = 2) -> Answer:
-    text = " ".join(raw.split())
+    # Control and format characters never reach a request (or the staff chat).
+    text = " ".join("".join(ch for ch in raw if unicodedata.category(ch) not in ("Cc", "Cf")).split())
     if len(text) < min_len or len(_LETTERS.findall(text)) < min_letters:
         return Answer(error="too_short")
     if len(text) > max_len:
