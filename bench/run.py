@@ -38,7 +38,7 @@ from bot.content import Content  # noqa: E402
 from bot.evaluation import evaluate, load_cases  # noqa: E402
 from bot.messages import Incoming  # noqa: E402
 from bot.nlu.intents import Example, Intent, IntentSet, Source  # noqa: E402
-from bot.nlu.matcher import OUT_OF_SCOPE, IntentMatcher, Thresholds  # noqa: E402
+from bot.nlu.matcher import IntentMatcher, Thresholds  # noqa: E402
 from bot.store.sqlite import SQLiteStore  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

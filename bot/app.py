@@ -17,6 +17,7 @@ from bot.digest import Digest
 from bot.reload import ContentReloader
 from bot.staff import OutboxWorker, StaffDesk
 from bot.store.sqlite import SQLiteStore
+from bot.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ class MiaApp:
         if s.mia_reload_enabled:
             self.reloader.start_watching()
         self.digest.start()
-        self._maintenance = asyncio.create_task(self._daily_purge(), name="retention")
+        self._maintenance = BackgroundTask("retention", self._daily_purge)
+        self._maintenance.start()
         log.info("MIA running: channels %s, database %s", ", ".join(self.channels), s.mia_db_path)
 
     async def notify_operators(self, text: str) -> None:
@@ -158,11 +160,7 @@ class MiaApp:
 
     async def stop(self) -> None:
         if getattr(self, "_maintenance", None) is not None:
-            self._maintenance.cancel()
-            try:
-                await self._maintenance
-            except asyncio.CancelledError:
-                pass
+            await self._maintenance.stop()
         if getattr(self, "digest", None) is not None:
             await self.digest.stop()
         if getattr(self, "reloader", None) is not None:

@@ -12,9 +12,9 @@ from bot.dialogue import handoff, lapor_rakit
 from bot.dialogue.state import FORM_KEY, HANDOFF_KEY, HANDOFF_REGION, HOME_KEY
 from bot.knowledge import Office, Regency
 from bot.messages import Button, Incoming, Reply
-from bot.privacy import mask
 from bot.nlu.matcher import Understanding
 from bot.nlu.places import PlaceMatch
+from bot.privacy import mask
 from bot.staff import REF_PLACEHOLDER, request_buttons
 from bot.store.base import ConversationState, Store
 

@@ -9,6 +9,7 @@ import time
 
 from bot.editing import EditError, add_example, restore
 from bot.reports import group_unanswered
+from bot.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 TOP = 5
@@ -27,7 +28,7 @@ class Digest:
         self.operator_chat = operator_chat
         self.weekday = weekday
         self.hour = hour
-        self._task: asyncio.Task | None = None
+        self._task = BackgroundTask("digest", self._run)
 
     async def send(self, now: float | None = None) -> int:
         """Queue the digest for the operators' chat; returns the number of groups in it."""
@@ -104,15 +105,10 @@ class Digest:
         return last_sent is None or now - last_sent > 6 * 86400
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="digest")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

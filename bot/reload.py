@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.checks import check_content
 from bot.content import Content
+from bot.tasks import BackgroundTask
 from bot.yamlfile import display_path
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class ContentReloader:
         self.gate_min_accuracy = gate_min_accuracy
         self.notify = notify  # async callable(text): tells the operators' chat
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
+        self._task = BackgroundTask("content-watch", self._watch)
 
     async def reload(self, reason: str = "perubahan berkas") -> ReloadResult:
         """Check the content on disk and swap it in if it passes everything."""
@@ -82,16 +83,10 @@ class ContentReloader:
 
     def start_watching(self) -> None:
         """Reload within seconds of any change under intents/, responses/ or data/."""
-        self._task = asyncio.create_task(self._watch(), name="content-watch")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._task.stop()
 
     async def _watch(self) -> None:
         from watchfiles import awatch

@@ -12,6 +12,7 @@ from typing import Protocol
 from bot.content import Content
 from bot.dialogue.state import HANDOFF_KEY
 from bot.store.base import CallbackRequest, ConversationState, OutboxItem
+from bot.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -165,23 +166,17 @@ class OutboxWorker:
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task = BackgroundTask("outbox", self._run)
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
         self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

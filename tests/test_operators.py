@@ -17,17 +17,11 @@ from bot.assistant import Assistant
 from bot.config import Settings
 from bot.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, Chat, mia_command
+from tests.fakes.recording import RecordingSender
 
 OPERATORS = "-1009"
 
 
-class RecordingSender:
-    def __init__(self):
-        self.sent: list[tuple[str, dict]] = []
-
-    async def send(self, chat_id: str, payload: dict) -> str:
-        self.sent.append((chat_id, payload))
-        return str(len(self.sent))
 
 
 async def ask_web(app: MiaApp, text: str, session: httpx.AsyncClient) -> str:

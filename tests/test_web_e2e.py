@@ -16,6 +16,7 @@ from bot.app import MiaApp
 from bot.config import Settings
 from bot.staff import StaffEvent
 from tests.conftest import ROOT
+from tests.fakes.recording import RecordingSender
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "var" / "test-artifacts"
@@ -26,15 +27,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.g
                                 reason="chromium is not installed (.ci/run installs it)")
 
 
-class RecordingSender:
-    """Stands in for the staff's Telegram chat: keeps what MIA sends, numbers the messages."""
-
-    def __init__(self):
-        self.sent: list[tuple[str, dict]] = []
-
-    async def send(self, chat_id: str, payload: dict) -> str:
-        self.sent.append((chat_id, payload))
-        return str(len(self.sent))
 
 
 def web_settings(db_path, port: int = 0) -> Settings:

@@ -16,6 +16,7 @@ from bot.channels.whatsapp import render, split_text
 from bot.config import Settings
 from bot.staff import StaffEvent
 from tests.fakes.graphapi import GraphApiServer
+from tests.fakes.recording import RecordingSender
 
 SECRET = "app-secret-123"
 VERIFY = "verify-me"
@@ -29,13 +30,6 @@ def graph():
     server.stop()
 
 
-class RecordingSender:
-    def __init__(self):
-        self.sent: list[tuple[str, dict]] = []
-
-    async def send(self, chat_id: str, payload: dict) -> str:
-        self.sent.append((chat_id, payload))
-        return str(len(self.sent))
 
 
 @pytest.fixture

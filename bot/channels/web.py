@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import uuid
@@ -16,6 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.assistant import Assistant, Outcome
+from bot.channels.http import BodyTooLarge, read_body
 from bot.messages import Incoming
 
 log = logging.getLogger(__name__)
@@ -137,16 +139,11 @@ class WebChannel:
 
     @staticmethod
     async def _json(request: Request) -> dict | Response:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return JSONResponse({"error": "request too large"}, status_code=413)
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY:
-                return JSONResponse({"error": "request too large"}, status_code=413)
         try:
-            import json
-
+            raw = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        try:
             body = json.loads(raw or b"{}")
         except ValueError:
             return JSONResponse({"error": "body must be JSON"}, status_code=400)

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.assistant import Assistant
+from bot.channels.http import BodyTooLarge, read_body
 from bot.messages import Incoming, Reply
 from bot.staff import SendError
 
@@ -185,13 +186,10 @@ class WhatsAppChannel:
         return PlainTextResponse("forbidden", status_code=403)
 
     async def receive(self, request: Request) -> Response:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        try:
+            raw = await read_body(request, MAX_BODY)
+        except BodyTooLarge:
             return JSONResponse({"error": "too large"}, status_code=413)
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY:
-                return JSONResponse({"error": "too large"}, status_code=413)
         signature = request.headers.get("x-hub-signature-256")
         if not signature:
             return JSONResponse({"error": "missing signature"}, status_code=401)

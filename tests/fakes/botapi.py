@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import threading
 import time
 from html.parser import HTMLParser
 from typing import Any
@@ -24,6 +23,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.fakes.server import ThreadedServer
 
 BOT = {"id": 7000001, "is_bot": True, "first_name": "MIA", "username": "mia_test_bot", "can_join_groups": True,
        "can_read_all_group_messages": False, "supports_inline_queries": False}
@@ -367,36 +368,12 @@ def build_app(state: BotApiState) -> Starlette:
     return Starlette(routes=routes)
 
 
-class BotApiServer:
-    """The fake server on a free port of 127.0.0.1, in a thread with its own event loop."""
+class BotApiServer(ThreadedServer):
+    """The fake Bot API server on a free port of 127.0.0.1, in a thread with its own event loop."""
 
     def __init__(self, port: int = 0):
         self.state = BotApiState()
-        config = uvicorn.Config(build_app(self.state), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self.server.servers[0].sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "BotApiServer":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Bot API server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        super().__init__(build_app(self.state), port)
 
 
 def main() -> None:

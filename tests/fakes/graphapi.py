@@ -7,17 +7,15 @@ Control: GET /_test/sent, POST /_test/fail {"to", "code"} (no code: recover).
 
 from __future__ import annotations
 
-import threading
-import time
-
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tests.fakes.server import ThreadedServer
 
-class GraphApiServer:
+
+class GraphApiServer(ThreadedServer):
     """The fake Graph API on a free port of 127.0.0.1, in a thread."""
 
     def __init__(self) -> None:
@@ -29,9 +27,7 @@ class GraphApiServer:
             Route("/_test/sent", self._sent),
             Route("/_test/fail", self._fail, methods=["POST"]),
         ])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(app)
 
     async def _messages(self, request: Request):
         body = await request.json()
@@ -59,20 +55,3 @@ class GraphApiServer:
         else:
             self.failing.pop(body["to"], None)
         return JSONResponse({"ok": True})
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
-
-    def start(self) -> "GraphApiServer":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Graph API did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
