@@ -408,6 +408,7 @@ def main() -> None:
         results[name + "_seconds"] = time.perf_counter() - t0
     results["total_seconds"] = time.perf_counter() - started
     out = args.out or (RESULTS / ("results-quick.json" if args.quick else "results.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.only and out.exists():  # a partial run updates the parts it ran
         merged = json.loads(out.read_text(encoding="utf-8"))
         merged.update({k: v for k, v in results.items() if k not in ("total_seconds",)})
