@@ -82,7 +82,8 @@ class MiaApp:
         self.worker = OutboxWorker(self.store, {}, poll_seconds=s.mia_outbox_poll_seconds,
                                    max_backoff=s.mia_outbox_max_backoff_seconds)
         self.assistant = Assistant(content, self.store, staff_chats=staff_chats,
-                                   form_ttl_seconds=s.mia_form_ttl_hours * 3600, on_enqueue=self.worker.wake)
+                                   form_ttl_seconds=s.mia_form_ttl_hours * 3600, on_enqueue=self.worker.wake,
+                                   rate_limit=s.mia_rate_limit)
         self.desk = StaffDesk(content, self.store, staff_chats, on_enqueue=self.worker.wake)
         self.reloader = ContentReloader(s.mia_content_dir, [self.assistant, self.desk], gate_file=s.mia_gate_file,
                                         gate_min_accuracy=s.mia_gate_min_accuracy, notify=self.notify_operators)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 ASK_REGION = "office_for_region"
 LAST_PLACE = "clarified_place"
 CANCEL_TEXT = "/batal"
+RATE_KEY = "rate"
 # Commands every channel may send; each stands for a text MIA already understands.
 COMMANDS = {
     "/start": "halo",
@@ -70,12 +71,15 @@ class Assistant:
     """Understands a citizen's message, decides, renders the answer and records the turn."""
 
     def __init__(self, content: Content, store: Store | None, staff_chats: dict[str, tuple[str, str]] | None = None,
-                 form_ttl_seconds: float = 24 * 3600, on_enqueue: Callable[[], None] | None = None):
+                 form_ttl_seconds: float = 24 * 3600, on_enqueue: Callable[[], None] | None = None,
+                 rate_limit: int = 0, rate_window_seconds: float = 60.0):
         self.content = content
         self.store = store
         self.staff_chats = dict(staff_chats or {})  # office id -> (channel, chat id) of its staff chat
         self.form_ttl_seconds = form_ttl_seconds
         self.on_enqueue = on_enqueue  # wakes the outbox worker
+        self.rate_limit = rate_limit  # messages per chat per window; 0 = no limit
+        self.rate_window = rate_window_seconds
 
     def has_staff_chat(self, office_id: str) -> bool:
         """True when the office's staff chat is configured."""
@@ -97,6 +101,10 @@ class Assistant:
                 log.info("duplicate message %s/%s ignored", msg.channel, msg.message_id)
                 return None
             state = await unit.load_state(msg.channel, msg.chat_id)
+            limited = self._rate_limited(state)
+            if limited is not None:
+                await unit.save_state(msg.channel, msg.chat_id, limited.state)
+                return limited
             words = msg.text.strip().split()
             if words and words[0].lower() == "/status":
                 outcome = await self._status(unit, state, words[1] if len(words) > 1 else "", msg)
@@ -123,6 +131,27 @@ class Assistant:
         if outcome.effects and self.on_enqueue is not None:
             self.on_enqueue()
         return outcome
+
+    def _rate_limited(self, state: ConversationState) -> Outcome | None:
+        """Past MIA_RATE_LIMIT messages in the window: one polite slow-down message, then silence.
+
+        The count lives in the conversation state, so it holds across workers and restarts and
+        one flooding chat never slows the others.
+        """
+        if not self.rate_limit:
+            return None
+        now = time.time()
+        rate = state.data.get(RATE_KEY) or {}
+        times = [t for t in rate.get("times", []) if now - t < self.rate_window]
+        if len(times) < self.rate_limit:
+            state.data[RATE_KEY] = {"times": times + [now], "warned": False}
+            return None
+        warned = rate.get("warned", False) and bool(times)
+        data = dict(state.data, **{RATE_KEY: {"times": times, "warned": True}})
+        limited = ConversationState(state.lang, state.pending, data)
+        if warned:
+            return Outcome(replies=(), intent=None, confidence=0.0, state=limited)
+        return self._reply(self.content, limited, "slow_down", None, 0.0)
 
     async def _log_if_unanswered(self, unit, msg: Incoming, outcome: Outcome, state: ConversationState) -> None:
         """Fallbacks and narrow answers go to the operators' log: normalized, masked, no names."""

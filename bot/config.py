@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     mia_outbox_max_backoff_seconds: float = Field(default=300.0, gt=0)
     mia_staff_telegram_chats: str = ""
     mia_retention_days: int = Field(default=90, ge=1)
+    mia_rate_limit: int = Field(default=20, ge=0, description="messages per chat per minute; 0 = no limit")
     mia_operator_telegram_chat: str | None = None
     mia_gate_file: Path | None = None
     mia_gate_min_accuracy: float = Field(default=0.95, ge=0, le=1)

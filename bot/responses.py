@@ -21,6 +21,7 @@ SYSTEM_TEMPLATES = (
     "nothing_to_cancel",
     "location_unsupported",
     "request_status",
+    "slow_down",
     # the Lapor Rakit form
     "form_question",
     "form_done",

@@ -146,3 +146,21 @@ async def test_clarifying_question_keeps_the_place_for_the_chosen_button(chat):
     assert "Muaraenim" in reply.text  # the place was understood even if the question was not
     answer = await chat.say("Kantor untuk daerah saya")
     assert "Lahat" in answer.text and "Kantor Imigrasi Kelas II Non TPI Muaraenim" in answer.text
+
+
+async def test_flooding_chat_gets_one_slow_down_then_silence_others_unaffected(content, db_path):
+    import asyncio
+
+    store = SQLiteStore(db_path)
+    await store.open()
+    assistant = Assistant(content, store, rate_limit=5, rate_window_seconds=0.6)
+    flood = Chat(assistant, chat_id="flood")
+    answers = [await flood.say("biaya paspor brp") for _ in range(8)]
+    assert all("Rp350.000" in a.text for a in answers[:5])
+    assert "terlalu cepat" in answers[5].text
+    assert [a.text for a in answers[6:]] == ["", ""]  # silence until the window passes
+    other = Chat(assistant, chat_id="calm")
+    assert "Rp350.000" in (await other.say("biaya paspor brp")).text
+    await asyncio.sleep(0.7)
+    assert "Rp350.000" in (await flood.say("biaya paspor brp")).text
+    await store.close()
