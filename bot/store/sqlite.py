@@ -205,18 +205,21 @@ class SQLiteStore:
             self._db = None
 
     async def _migrate(self) -> None:
+        """Apply pending migrations, one transaction each; safe when several processes start at once."""
         db = self._require()
-        async with db.execute("PRAGMA user_version") as cur:
-            (version,) = await cur.fetchone()
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await db.execute("BEGIN IMMEDIATE")
+        while True:
+            await db.execute_fetchall("BEGIN IMMEDIATE")  # the version is read under the write lock
             try:
-                for statement in filter(str.strip, script.split(";")):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {number}")
-                await db.execute("COMMIT")
+                (version,) = (await db.execute_fetchall("PRAGMA user_version"))[0]
+                if version >= len(MIGRATIONS):
+                    await db.execute_fetchall("COMMIT")
+                    return
+                for statement in filter(str.strip, MIGRATIONS[version].split(";")):
+                    await db.execute_fetchall(statement)
+                await db.execute_fetchall(f"PRAGMA user_version = {version + 1}")
+                await db.execute_fetchall("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                await db.execute_fetchall("ROLLBACK")
                 raise
 
     def _require(self) -> aiosqlite.Connection:
