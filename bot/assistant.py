@@ -262,6 +262,8 @@ class Assistant:
                        office=content.knowledge.office_for(remembered["region"]), place=remembered["place"])
         if ctx["region"] is not None:
             new_state.data[HOME_KEY] = {"region": ctx["region"].code, "place": ctx["place"]}
+        elif intent == ASK_REGION and not places.outside and not ctx["ambiguous"]:
+            ctx = self._home_context(content, new_state)  # "daerah saya": where the citizen said they live
         if intent == ASK_REGION:
             return self._prepend(notes, self._office_for_region(content, new_state, u, confidence, ctx))
         if intent == "callback_request":

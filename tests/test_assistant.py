@@ -164,3 +164,9 @@ async def test_flooding_chat_gets_one_slow_down_then_silence_others_unaffected(c
     await asyncio.sleep(0.7)
     assert "Rp350.000" in (await flood.say("biaya paspor brp")).text
     await store.close()
+
+
+async def test_my_area_means_the_place_named_earlier(chat):
+    await chat.say("saya tinggal di belitang")
+    reply = await chat.say("kantor imigrasi utk daerah sy dmn")
+    assert "Belitang" in reply.text and "Kantor Imigrasi Kelas II Non TPI Muaraenim" in reply.text
