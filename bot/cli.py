@@ -224,14 +224,7 @@ EXPORT_COLUMNS = ("ref", "office", "region", "status", "created", "applicant_nam
 
 
 async def _load_requests(settings, office, status):
-    from bot.store.sqlite import SQLiteStore
-
-    store = SQLiteStore(settings.mia_db_path)
-    await store.open()
-    try:
-        return await store.list_requests(office=office, status=status)
-    finally:
-        await store.close()
+    return await _with_store(settings, lambda store: store.list_requests(office=office, status=status))
 
 
 def _when(ts: float | None) -> str:

@@ -76,9 +76,13 @@ class IntentSet:
     intents: tuple[Intent, ...]
     negatives: tuple[Example, ...]
 
+    def __post_init__(self) -> None:
+        # Looked up several times per message: an index, not a scan of every intent.
+        object.__setattr__(self, "_by_id", {i.id: i for i in self.intents})
+
     def get(self, intent_id: str) -> Intent | None:
         """The intent with this id, or None."""
-        return next((i for i in self.intents if i.id == intent_id), None)
+        return self._by_id.get(intent_id)
 
     @property
     def ids(self) -> list[str]:
