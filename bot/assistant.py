@@ -24,6 +24,7 @@ ASK_REGION = "office_for_region"
 LAST_PLACE = "clarified_place"
 CANCEL_TEXT = "/batal"
 RATE_KEY = "rate"
+LOW_MARGIN = 6.0  # answers won by less than this lead are logged for operators as "low_margin"
 # Commands every channel may send; each stands for a text MIA already understands.
 COMMANDS = {
     "/start": "halo",
@@ -162,7 +163,7 @@ class Assistant:
         margin = scores[0] - scores[1] if len(scores) > 1 else 100.0
         if outcome.intent is None:
             kind = "fallback"
-        elif margin < 2 * self.content.matcher.t.margin and outcome.intent == u.intent:
+        elif margin < LOW_MARGIN and outcome.intent == u.intent:
             kind = "low_margin"
         else:
             return

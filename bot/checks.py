@@ -189,6 +189,11 @@ def _template_frame(exc: BaseException, folder: Path, name: str) -> tuple[Path, 
     return folder / f"{name}.j2", None
 
 
+# A left-out example answered as another intent by at least this lead is an error; a narrower
+# lead is a warning (such examples sit between two intents, and the clarifying question covers them).
+CLEAR_LEAD = 10.0
+
+
 def _conflicts(content: Content, progress=None) -> list[Problem]:
     """Examples that, left out, would be answered as another intent (error) or lean to one (warning)."""
     problems = []
@@ -210,7 +215,7 @@ def _conflicts(content: Content, progress=None) -> list[Problem]:
         own = scores.get(owner, 0.0)
         second = ranked[1][1] if len(ranked) > 1 else 0.0
         confident = best_score >= t.accept and best_score - second >= t.margin
-        severity = "error" if confident and best_score - own >= t.margin else "warning"
+        severity = "error" if confident and best_score - own >= CLEAR_LEAD else "warning"
         problems.append(Problem(
             severity, ex.source.path, ex.source.line,
             f"example '{ex.text}' of '{owner}' scores closer to '{best}' ({best_score:.0f} vs {own:.0f})"))

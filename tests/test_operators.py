@@ -106,8 +106,8 @@ async def test_unanswered_questions_are_logged_masked_and_grouped(content, db_pa
     store = SQLiteStore(db_path)
     await store.open()
     chat = Chat(Assistant(content, store), chat_id="u1")
-    await chat.say("hp saya 0812-3456-7890, cara daftar arisan online gmn?")
-    await chat.say("daftar arisan online gimana ya kak")
+    await chat.say("hp saya 0812-3456-7890, ruang laktasi buat ibu menyusui ada gak?")
+    await chat.say("ruang laktasi ibu menyusui ada ga min")
     await chat.say("NIK 1671012345678901 email budi@contoh.id tolong cek")
     await chat.say("biaya paspor brp")  # answered: not logged
     await store.close()
@@ -122,18 +122,18 @@ async def test_unanswered_questions_are_logged_masked_and_grouped(content, db_pa
                             capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, MIA_DB_PATH=str(db_path)))
     assert report.returncode == 0, report.stderr
     assert "3 pertanyaan tak terjawab" in report.stdout
-    assert "2x" in report.stdout and "arisan" in report.stdout  # the two arisan questions are one group
+    assert "2x" in report.stdout and "laktasi" in report.stdout  # the two nursing-room questions are one group
     assert out.read_text(encoding="utf-8").startswith("count,example,nearest_intent")
 
 
 async def test_digest_button_adds_the_example_keeping_comments(live, content_copy):
     session = live.session
-    for text in ("loket antrian prioritas buat ibu hamil ada gak", "antrian prioritas ibu hamil ada ga min"):
+    for text in ("kursi roda buat lansia disediakan gak", "kursi roda utk lansia disediakan ga min"):
         await ask_web(live, text, session)
     groups = await live.digest.send()
     assert groups >= 1
-    await wait_until(lambda: any("ibu hamil" in p["text"] for _, p in live.operators.sent))
-    items = [p for chat, p in await_sent(live) if "ibu hamil" in p["text"]]
+    await wait_until(lambda: any("kursi roda" in p["text"] for _, p in live.operators.sent))
+    items = [p for chat, p in await_sent(live) if "kursi roda" in p["text"]]
     assert items and any(b["data"].startswith("dg:pick:") for b in items[0]["buttons"])
     item_id = int(items[0]["buttons"][-1]["data"].split(":")[2])
     before = (content_copy / "intents" / "offices.yaml").read_text(encoding="utf-8")
@@ -141,7 +141,7 @@ async def test_digest_button_adds_the_example_keeping_comments(live, content_cop
     assert "Ditambahkan ke office_hours" in result
     after = (content_copy / "intents" / "offices.yaml").read_text(encoding="utf-8")
     assert after.count("#") == before.count("#")  # comments kept
-    assert "antrian prioritas" in after
+    assert "kursi roda" in after
     assert "sudah diputuskan" in await live.digest.decide(f"dg:ign:{item_id}", "Operator Budi")
     confirmed = await live.store.confirmed_examples()
     assert confirmed and confirmed[0]["intent"] == "office_hours"

@@ -37,12 +37,14 @@ def acronyms_in(text: str) -> frozenset[str]:
 class Thresholds:
     """When MIA trusts its best guess. Tuned with `mia intents test`, never by hand-picking."""
 
-    accept: float = 74.0  # best score needed to answer
-    margin: float = 3.0  # lead over the runner-up needed to answer
+    accept: float = 64.0  # best score needed to answer
+    margin: float = 1.0  # lead over the runner-up needed to answer
     clarify: float = 58.0  # below this, no "Maksud Anda ...?" question: plain fallback
     keyword_bonus: float = 8.0  # added per distinct keyword found (at most two count)
     set_weight: float = 0.7  # token_set_ratio's share of the example score; token_sort_ratio has the rest
     set_candidates: int = 48  # examples per message that get the exact token_set_ratio
+    coverage_weight: float = 0.2  # share of the score from word coverage; the best example has the rest
+    unseen_weight: float = 1.0  # a word no example uses weighs this many times a word of one intent only
     correction_cutoff: float = 80.0  # typo correction against the content's vocabulary
 
 
@@ -160,11 +162,64 @@ class IntentMatcher:
                 own = sum(1 for o in owners if o == it.id)
                 weighted.append((kw, own / len(owners) if owners else 1.0))
             self._keywords[it.id] = tuple(weighted)
+        self._build_coverage()
         self._place_bonus = {it.id: it.place_bonus for it in intents.intents if it.place_bonus}
         self._titles: dict[str, str] = {}
         for it in intents.intents:
             for title in it.title.values():
                 self._titles.setdefault(clean(title), it.id)
+
+    def _build_coverage(self) -> None:
+        """Which intents use each word, and how specific the word is (IDF over intents)."""
+        ends = np.append(self._starts[1:], len(self._choices))
+        uses: dict[str, dict[int, int]] = {}  # word -> {group index: examples of the group using it}
+        self._example_words: list[frozenset[str]] = []
+        for g, (start, end) in enumerate(zip(self._starts.tolist(), ends.tolist())):
+            for i in range(start, end):
+                words = frozenset(self._choices[i].split()) - MARKERS
+                self._example_words.append(words)
+                for word in words:
+                    counts = uses.setdefault(word, {})
+                    counts[g] = counts.get(g, 0) + 1
+        self._group_of = np.repeat(np.arange(len(self._starts)), ends - self._starts)
+        n_groups = max(len(self._starts), 1)
+        # A word MIA has never seen counts as if it were specific to one intent: the more of
+        # the message nothing covers, the lower every intent scores.
+        self._unseen_idf = self.t.unseen_weight * float(np.log(1.0 + n_groups))
+        self._word_groups = {w: (np.fromiter(c, dtype=np.intp, count=len(c)), c) for w, c in uses.items()}
+        self._word_idf = {w: float(np.log(1.0 + n_groups / len(c))) for w, c in uses.items()}
+        self._n_groups = n_groups
+
+    def coverage(self, tokens, exclude: int | None = None) -> np.ndarray:
+        """Per intent: the IDF-weighted share of the message's words its examples use (0..1).
+
+        Fuzzy scores weigh every character alike; coverage makes a rare, telling word
+        ("siduk") count more than "itu gratis gak". `exclude` leaves one example out.
+        """
+        words = set(tokens) - MARKERS
+        out = np.zeros(self._n_groups)
+        if not words:
+            return out
+        left_out = self._example_words[exclude] if exclude is not None else frozenset()
+        excluded_group = int(self._group_of[exclude]) if exclude is not None else -1
+        total = 0.0
+        for word in words:
+            entry = self._word_groups.get(word)
+            if entry is None:
+                total += self._unseen_idf
+                continue
+            groups, counts = entry
+            if word in left_out and counts.get(excluded_group) == 1:  # only the left-out example has it
+                groups = groups[groups != excluded_group]
+                if not len(groups):
+                    total += self._unseen_idf
+                    continue
+                idf = float(np.log(1.0 + self._n_groups / len(groups)))
+            else:
+                idf = self._word_idf[word]
+            total += idf
+            out[groups] += idf
+        return out / total
 
     # -- text preparation -------------------------------------------------------------
 
@@ -233,7 +288,7 @@ class IntentMatcher:
         return self._examples[index]
 
     def score(self, prep: _Prepared, exclude: int | None = None) -> dict[str, float]:
-        """Best example score per intent, plus keyword bonuses.
+        """Best example score per intent blended with word coverage, plus keyword bonuses.
 
         An example's score mixes token_set_ratio and token_sort_ratio. token_sort_ratio is
         cheap against pre-sorted examples; the costlier token_set_ratio is computed only for
@@ -261,6 +316,9 @@ class IntentMatcher:
         if exclude is not None:  # leave-one-out, for `mia intents check`
             combined[exclude] = 0.0
         best = np.maximum.reduceat(combined, self._starts)
+        c = self.t.coverage_weight
+        if c:
+            best = (1.0 - c) * best + (100.0 * c) * self.coverage(prep.tokens, exclude)
         scores = dict(zip(self._group_ids, best.tolist()))
         padded = f" {prep.text} "
         for intent_id, keywords in self._keywords.items():
