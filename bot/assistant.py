@@ -98,10 +98,10 @@ class Assistant:
         its own transcript (the web chat): the transcript and the state commit together.
         """
         async with self.store.unit() as unit:
-            if not await unit.claim_message(msg.channel, msg.message_id):
+            state = await unit.claim_and_load(msg.channel, msg.message_id, msg.chat_id)
+            if state is None:
                 log.info("duplicate message %s/%s ignored", msg.channel, msg.message_id)
                 return None
-            state = await unit.load_state(msg.channel, msg.chat_id)
             limited = self._rate_limited(state)
             if limited is not None:
                 await unit.save_state(msg.channel, msg.chat_id, limited.state)

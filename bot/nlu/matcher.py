@@ -162,6 +162,11 @@ class IntentMatcher:
                 own = sum(1 for o in owners if o == it.id)
                 weighted.append((kw, own / len(owners) if owners else 1.0))
             self._keywords[it.id] = tuple(weighted)
+        # Keywords by their first word: a message only looks up the keywords its words can start.
+        self._keywords_by_first: dict[str, list[tuple[str, str, float]]] = {}
+        for intent_id, weighted in self._keywords.items():
+            for kw, weight in weighted:
+                self._keywords_by_first.setdefault(kw.split()[0], []).append((intent_id, kw, weight))
         self._build_coverage()
         self._place_bonus = {it.id: it.place_bonus for it in intents.intents if it.place_bonus}
         self._titles: dict[str, str] = {}
@@ -321,10 +326,14 @@ class IntentMatcher:
             best = (1.0 - c) * best + (100.0 * c) * self.coverage(prep.tokens, exclude)
         scores = dict(zip(self._group_ids, best.tolist()))
         padded = f" {prep.text} "
-        for intent_id, keywords in self._keywords.items():
-            found = sorted((w for kw, w in keywords if f" {kw} " in padded), reverse=True)[:2]
-            if found:
-                scores[intent_id] = scores.get(intent_id, 0.0) + self.t.keyword_bonus * sum(found)
+        found: dict[str, dict[str, float]] = {}
+        for token in set(prep.tokens):
+            for intent_id, kw, weight in self._keywords_by_first.get(token, ()):
+                if " " not in kw or f" {kw} " in padded:
+                    found.setdefault(intent_id, {})[kw] = weight
+        for intent_id, weights in found.items():
+            best_two = sorted(weights.values(), reverse=True)[:2]
+            scores[intent_id] = scores.get(intent_id, 0.0) + self.t.keyword_bonus * sum(best_two)
         if self._place_bonus and self._names_home_place(prep):
             for intent_id, bonus in self._place_bonus.items():
                 scores[intent_id] = scores.get(intent_id, 0.0) + bonus

@@ -17,11 +17,12 @@ REQUEST_COLUMNS = ("ref, channel, chat_id, office, region, fields, status, creat
                    "done_by, done_at")
 
 
+RECENT_TURNS = ("SELECT text, intent, reply, created_at FROM turns WHERE channel = ? AND chat_id = ? "
+                "ORDER BY id DESC LIMIT ?")
+
+
 async def _recent_turns(db: aiosqlite.Connection, channel: str, chat_id: str, limit: int) -> list[dict]:
-    async with db.execute(
-        "SELECT text, intent, reply, created_at FROM turns WHERE channel = ? AND chat_id = ? ORDER BY id DESC LIMIT ?",
-        (channel, chat_id, limit),
-    ) as cur:
+    async with db.execute(RECENT_TURNS, (channel, chat_id, limit)) as cur:
         rows = await cur.fetchall()
     return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
 
@@ -232,15 +233,14 @@ class SQLiteStore:
         """One transaction: everything done through the unit commits together or not at all."""
         db = self._require()
         async with self._lock:
-            # execute_fetchall is one hop to aiosqlite's thread; execute() costs two or three.
-            await db.execute_fetchall("BEGIN IMMEDIATE")
+            unit = SQLiteUnit(db)
             try:
-                yield SQLiteUnit(db)
+                yield unit
             except BaseException:
-                await db.execute_fetchall("ROLLBACK")
+                await unit._abort()
                 raise
             else:
-                await db.execute_fetchall("COMMIT")
+                await unit._finish()
 
     async def schema_version(self) -> int:
         """The number of migrations applied."""
@@ -433,120 +433,167 @@ class SQLiteStore:
         return await _recent_turns(self._require(), channel, chat_id, limit)
 
 
+def _in_thread(db: aiosqlite.Connection, fn):
+    """Run fn(sqlite3 connection) on aiosqlite's own thread: several statements, one hop.
+
+    aiosqlite's public methods cost one hop to its thread per statement (tens to hundreds of
+    microseconds each under load); `_execute` is the primitive they are all built on.
+    """
+    return db._execute(lambda: fn(db._conn))
+
+
 class SQLiteUnit:
-    """Operations inside one open transaction."""
+    """Operations inside one transaction, batched so a message costs two hops to the database.
+
+    The transaction begins with the first statement (BEGIN IMMEDIATE, sent in the same hop).
+    Writes whose result nobody reads wait in `_pending` and go with the next read or with the
+    COMMIT, in order, so the unit still sees its own writes and commits all or nothing.
+    """
 
     def __init__(self, db: aiosqlite.Connection):
         self.db = db
+        self._pending: list[tuple[str, tuple]] = []
+        self._begun = False
+
+    async def _call(self, fn):
+        """Begin if needed, flush deferred writes, then fn(connection) - one hop."""
+        pending, self._pending = self._pending, []
+        begin = not self._begun
+        self._begun = True
+
+        def run(conn):
+            if begin:
+                conn.execute("BEGIN IMMEDIATE")
+            for sql, params in pending:
+                conn.execute(sql, params)
+            return fn(conn)
+
+        return await _in_thread(self.db, run)
+
+    def _defer(self, sql: str, params: tuple) -> None:
+        self._pending.append((sql, params))
+
+    async def _finish(self) -> None:
+        """Send the deferred writes and COMMIT (one hop); roll back if any of them fails."""
+        if not self._begun and not self._pending:
+            return  # nothing was read or written: no transaction to open
+
+        def commit(conn):
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        try:
+            await self._call(commit)
+        except BaseException:
+            if self.db.in_transaction:
+                await self.db.execute_fetchall("ROLLBACK")
+            raise
+
+    async def _abort(self) -> None:
+        self._pending.clear()
+        if self._begun and self.db.in_transaction:
+            await self.db.execute_fetchall("ROLLBACK")
 
     # -- callback requests ---------------------------------------------------------------
 
     async def create_request(self, channel: str, chat_id: str, office: str, region: str, fields: dict) -> CallbackRequest:
         """Save a confirmed request and give it its reference, e.g. RKT-2026-000123."""
         now = time.time()
-        cur = await self.db.execute(
-            "INSERT INTO callback_requests (channel, chat_id, office, region, fields, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (channel, chat_id, office, region, json.dumps(fields, ensure_ascii=False), now),
-        )
-        ref = f"RKT-{time.gmtime(now).tm_year}-{cur.lastrowid:06d}"
-        await self.db.execute("UPDATE callback_requests SET ref = ? WHERE id = ?", (ref, cur.lastrowid))
-        return await self.get_request(ref)
+
+        def insert(conn):
+            cur = conn.execute(
+                "INSERT INTO callback_requests (channel, chat_id, office, region, fields, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (channel, chat_id, office, region, json.dumps(fields, ensure_ascii=False), now))
+            ref = f"RKT-{time.gmtime(now).tm_year}-{cur.lastrowid:06d}"
+            conn.execute("UPDATE callback_requests SET ref = ? WHERE id = ?", (ref, cur.lastrowid))
+            return conn.execute(f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE ref = ?", (ref,)).fetchone()
+
+        return _request(await self._call(insert))
 
     async def get_request(self, ref: str) -> CallbackRequest | None:
         """A request by its reference (case-insensitive), or None."""
-        async with self.db.execute(f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE ref = ?",
-                                   (ref.strip().upper(),)) as cur:
-            row = await cur.fetchone()
+        row = await self._call(lambda conn: conn.execute(
+            f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE ref = ?", (ref.strip().upper(),)).fetchone())
         return _request(row) if row else None
 
     async def set_request_status(self, ref: str, status: str, by: str) -> None:
         """Record a claim ("claimed") or a close ("done"), with who and when."""
         column = {"claimed": "claimed", "done": "done"}[status]
-        await self.db.execute(
-            f"UPDATE callback_requests SET status = ?, {column}_by = ?, {column}_at = ? WHERE ref = ?",
-            (status, by, time.time(), ref),
-        )
+        self._defer(f"UPDATE callback_requests SET status = ?, {column}_by = ?, {column}_at = ? WHERE ref = ?",
+                    (status, by, time.time(), ref))
 
     # -- outbox --------------------------------------------------------------------------
 
     async def enqueue(self, channel: str, chat_id: str, payload: dict) -> int:
         """Queue a message for the outbox worker; it leaves only if this transaction commits."""
         now = time.time()
-        cur = await self.db.execute(
+        return await self._call(lambda conn: conn.execute(
             "INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?)",
-            (channel, chat_id, json.dumps(payload, ensure_ascii=False), now, now),
-        )
-        return cur.lastrowid
+            (channel, chat_id, json.dumps(payload, ensure_ascii=False), now, now)).lastrowid)
 
     async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
         """The last turns of a conversation, oldest first."""
-        return await _recent_turns(self.db, channel, chat_id, limit)
+        rows = await self._call(lambda conn: conn.execute(RECENT_TURNS, (channel, chat_id, limit)).fetchall())
+        return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
 
     async def staff_message_of(self, kind: str, target: str) -> tuple[str, str, str] | None:
         """(channel, chat id, message id) of the staff notification about a target, or None."""
-        async with self.db.execute(
+        row = await self._call(lambda conn: conn.execute(
             "SELECT channel, chat_id, message_id FROM staff_messages WHERE kind = ? AND target = ? LIMIT 1",
-            (kind, target),
-        ) as cur:
-            row = await cur.fetchone()
+            (kind, target)).fetchone())
         return (row[0], row[1], row[2]) if row else None
 
     async def add_web_message(self, session_id: str, role: str, text: str, buttons: list[dict]) -> int:
         """Append a message to a web chat's transcript (what the page shows)."""
-        cur = await self.db.execute(
+        return await self._call(lambda conn: conn.execute(
             "INSERT INTO web_messages (session_id, role, text, buttons, created_at) VALUES (?, ?, ?, ?, ?)",
-            (session_id, role, text, json.dumps(buttons, ensure_ascii=False), time.time()),
-        )
-        return cur.lastrowid
+            (session_id, role, text, json.dumps(buttons, ensure_ascii=False), time.time())).lastrowid)
 
     async def store_whatsapp_update(self, body: str) -> int:
         """Keep a raw webhook body until it is handled (it is acknowledged only after this commits)."""
-        cur = await self.db.execute("INSERT INTO whatsapp_inbox (body, received_at) VALUES (?, ?)", (body, time.time()))
-        return cur.lastrowid
+        return await self._call(lambda conn: conn.execute(
+            "INSERT INTO whatsapp_inbox (body, received_at) VALUES (?, ?)", (body, time.time())).lastrowid)
 
     async def log_unanswered(self, channel: str, office: str | None, text: str, kind: str,
                              candidates: list[tuple[str, float]]) -> None:
         """A question MIA could not answer confidently (text already lower-cased and masked)."""
-        await self.db.execute_fetchall(
+        self._defer(
             "INSERT INTO unanswered (channel, office, text, kind, candidates, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (channel, office, text, kind, json.dumps(candidates), time.time()),
-        )
+            (channel, office, text, kind, json.dumps(candidates), time.time()))
 
     async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None:
         """(kind, target) of a notification MIA sent to a staff chat, or None."""
-        async with self.db.execute(
+        row = await self._call(lambda conn: conn.execute(
             "SELECT kind, target FROM staff_messages WHERE channel = ? AND chat_id = ? AND message_id = ?",
-            (channel, chat_id, message_id),
-        ) as cur:
-            row = await cur.fetchone()
+            (channel, chat_id, message_id)).fetchone())
         return (row[0], row[1]) if row else None
 
     async def claim_message(self, channel: str, message_id: str) -> bool:
         """Record a message id; False when it was already handled (a re-delivery)."""
-        rows = await self.db.execute_fetchall(
-            "INSERT INTO processed_messages (channel, message_id, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING RETURNING 1",
-            (channel, message_id, time.time()),
-        )
-        return len(rows) == 1
+        return await self._call(lambda conn: _claim(conn, channel, message_id))
+
+    async def claim_and_load(self, channel: str, message_id: str, chat_id: str) -> ConversationState | None:
+        """claim_message and load_state in one hop; None for a re-delivered message."""
+        def run(conn):
+            return _load(conn, channel, chat_id) if _claim(conn, channel, message_id) else None
+
+        return await self._call(run)
 
     async def load_state(self, channel: str, chat_id: str) -> ConversationState:
         """The conversation's state, or a fresh one."""
-        rows = await self.db.execute_fetchall(
-            "SELECT lang, pending, data FROM conversations WHERE channel = ? AND chat_id = ?", (channel, chat_id))
-        if not rows:
-            return ConversationState()
-        lang, pending, data = rows[0]
-        return ConversationState(lang=lang, pending=pending, data=json.loads(data))
+        return await self._call(lambda conn: _load(conn, channel, chat_id))
 
     async def save_state(self, channel: str, chat_id: str, state: ConversationState) -> None:
         """Write the conversation's state."""
-        await self.db.execute_fetchall(
+        self._defer(
             "INSERT INTO conversations (channel, chat_id, lang, pending, data, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (channel, chat_id) DO UPDATE SET lang = excluded.lang, pending = excluded.pending, "
             "data = excluded.data, updated_at = excluded.updated_at",
-            (channel, chat_id, state.lang, state.pending, json.dumps(state.data, ensure_ascii=False), time.time()),
-        )
+            (channel, chat_id, state.lang, state.pending, json.dumps(state.data, ensure_ascii=False), time.time()))
 
     async def log_turn(
         self,
@@ -560,8 +607,20 @@ class SQLiteUnit:
         reply: str,
     ) -> None:
         """Append one turn to the conversation log."""
-        await self.db.execute_fetchall(
+        self._defer(
             "INSERT INTO turns (channel, chat_id, text, intent, confidence, region, office, reply, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (channel, chat_id, text, intent, confidence, region, office, reply, time.time()),
-        )
+            (channel, chat_id, text, intent, confidence, region, office, reply, time.time()))
+
+
+def _claim(conn, channel: str, message_id: str) -> bool:
+    return conn.execute("INSERT INTO processed_messages (channel, message_id, created_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING RETURNING 1", (channel, message_id, time.time())).fetchone() is not None
+
+
+def _load(conn, channel: str, chat_id: str) -> ConversationState:
+    row = conn.execute("SELECT lang, pending, data FROM conversations WHERE channel = ? AND chat_id = ?",
+                       (channel, chat_id)).fetchone()
+    if row is None:
+        return ConversationState()
+    return ConversationState(lang=row[0], pending=row[1], data=json.loads(row[2]))
