@@ -65,3 +65,41 @@ async def test_file_is_wal_with_versioned_schema(tmp_path):
     await again.open()
     assert await again.schema_version() == len(MIGRATIONS)
     await again.close()
+
+
+async def test_claim_and_load_is_once_and_sees_the_committed_state(store):
+    async with store.unit() as u:
+        assert (await u.claim_and_load("web", "m1", "a")) == ConversationState()
+        await u.save_state("web", "a", ConversationState(lang="id", pending="x", data={"n": 1}))
+    async with store.unit() as u:
+        assert (await u.claim_and_load("web", "m1", "a")) is None  # a re-delivery
+        assert (await u.claim_and_load("web", "m2", "a")) == ConversationState(lang="id", pending="x", data={"n": 1})
+
+
+async def test_deferred_writes_are_seen_inside_the_unit_and_lost_with_it(store):
+    async with store.unit() as u:
+        await u.save_state("web", "a", ConversationState(lang="en"))
+        await u.log_turn("web", "a", "halo", "greeting", 1.0, None, None, "Halo!")
+        assert (await u.load_state("web", "a")).lang == "en"  # the unit reads its own write
+        assert [t["text"] for t in await u.recent_turns("web", "a")] == ["halo"]
+    with pytest.raises(RuntimeError):
+        async with store.unit() as u:
+            await u.save_state("web", "a", ConversationState(lang="id"))
+            await u.log_turn("web", "a", "lagi", None, 0.0, None, None, "?")
+            raise RuntimeError("crash before commit")
+    async with store.unit() as u:
+        assert (await u.load_state("web", "a")).lang == "en"
+        assert [t["text"] for t in await u.recent_turns("web", "a")] == ["halo"]
+
+
+async def test_a_failing_deferred_write_rolls_back_the_whole_unit(store, tmp_path):
+    async with store.unit() as u:
+        await u.claim_message("web", "m1")
+    with pytest.raises(sqlite3.IntegrityError):
+        async with store.unit() as u:
+            await u.save_state("web", "b", ConversationState(lang="en"))
+            u._defer("INSERT INTO processed_messages (channel, message_id, created_at) VALUES (?, ?, ?)",
+                     ("web", "m1", 0.0))  # violates the primary key at COMMIT time
+    async with store.unit() as u:
+        assert (await u.load_state("web", "b")) == ConversationState()  # the state write went with it
+        assert await u.claim_message("web", "m3")  # and the store still works
