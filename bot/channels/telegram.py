@@ -16,6 +16,8 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from bot.assistant import Assistant
 from bot.messages import Incoming, Reply
 from bot.staff import SendError, StaffDesk, StaffEvent
+from bot.store.base import OutboxItem
+from bot.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ COMMANDS = [
     BotCommand("status", "Status permintaan, contoh: /status RKT-2026-000123"),
 ]
 _BOLD = re.compile(r"\*([^*\n]+)\*")
+# A citizen's replies are written to the outbox with the answer's transaction and sent at once
+# by the channel; the outbox worker leaves them alone this long (or until a restart), so a crash
+# between the commit and the send delays a reply but never loses it.
+REPLY_LEASE_SECONDS = 30.0
 
 
 def to_html(text: str) -> str:
@@ -45,15 +51,12 @@ def keyboard(buttons: list[tuple[str, str]]) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup([[InlineKeyboardButton(t, callback_data=d) for t, d in row] for row in rows])
 
 
-def citizen_keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    """A reply's buttons; pressing one sends its payload as if typed (callback data <= 64 bytes)."""
-    pairs = []
-    for b in reply.buttons:
-        data = SAY + b.payload
-        while len(data.encode("utf-8")) > 64:
-            data = data[:-1]
-        pairs.append((b.title, data))
-    return keyboard(pairs)
+def button_data(payload: str) -> str:
+    """Callback data of a citizen's button: the text it stands for, cut to Telegram's 64 bytes."""
+    data = SAY + payload
+    while len(data.encode("utf-8")) > 64:
+        data = data[:-1]
+    return data
 
 
 class TelegramSender:
@@ -127,6 +130,9 @@ class TelegramChannel:
         self.application.add_error_handler(self._on_error)
         self.sender = TelegramSender(self.application)
         self._chat_locks: dict[int, list] = {}  # chat id -> [lock, updates waiting or running]
+        self._send_locks: dict[str, list] = {}  # chat id -> [lock, sends waiting or running]
+        self._sends: set[asyncio.Task] = set()
+        self._poller = BackgroundTask("telegram-poll", self._poll)
 
     async def start(self) -> None:
         """Connect, register the commands, and start polling (or the webhook server)."""
@@ -137,19 +143,27 @@ class TelegramChannel:
         except TelegramError as exc:  # commands are a convenience; never a reason not to start
             log.warning("setMyCommands failed: %s", exc)
         await app.start()
+        # Replies leased by a previous run that ended before sending them go out now.
+        released = await self.assistant.store.release_outbox(CHANNEL)
+        if released:
+            log.info("telegram: %d replies left unsent by the last run queued again", released)
+            if self.on_queue is not None:
+                self.on_queue()
         if self.webhook_url:
             path = self.webhook_url.rstrip("/").rsplit("/", 1)[-1] if "/" in self.webhook_url else "telegram"
             await app.updater.start_webhook(listen=self.webhook_listen, port=self.webhook_port, url_path=path,
                                             webhook_url=self.webhook_url, secret_token=self.webhook_secret)
             log.info("telegram: webhook on %s:%s/%s", self.webhook_listen, self.webhook_port, path)
         else:
-            await app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout,
-                                            allowed_updates=Update.ALL_TYPES)
+            self._poller.start()
             log.info("telegram: polling")
 
     async def stop(self) -> None:
         """Stop receiving; finish the update in hand."""
         app = self.application
+        await self._poller.stop()
+        if self._sends:
+            await asyncio.wait(set(self._sends), timeout=10)
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:
@@ -157,6 +171,39 @@ class TelegramChannel:
         await app.shutdown()
 
     # -- incoming --------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        """Long polling that confirms updates only once they are handled.
+
+        PTB's Updater confirms a batch (the next getUpdates offset) as soon as it is queued, so
+        a crash could lose updates it had fetched. Here the offset moves past a batch only
+        after every update in it is handled and committed; after a crash Telegram sends the
+        batch again and the ones already handled are recognised by their update id.
+        """
+        bot = self.application.bot
+        offset: int | None = None
+        delay = 1.0
+        while True:
+            try:
+                updates = await bot.get_updates(offset=offset, timeout=self.poll_timeout,
+                                                allowed_updates=Update.ALL_TYPES,
+                                                read_timeout=self.poll_timeout + 10)
+            except asyncio.CancelledError:
+                raise
+            except RetryAfter as exc:
+                await asyncio.sleep(_seconds(exc.retry_after))
+                continue
+            except Exception as exc:  # noqa: BLE001 - network trouble: wait and ask again
+                log.warning("telegram: getUpdates failed (%s); retry in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 1.0
+            if not updates:
+                continue
+            # Chats in parallel; _on_update keeps each chat's updates in order (locks are FIFO).
+            await asyncio.gather(*(self.application.process_update(u) for u in updates))
+            offset = updates[-1].update_id + 1
 
     async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat
@@ -200,8 +247,7 @@ class TelegramChannel:
         text = message.text or ""
         incoming = Incoming(CHANNEL, chat_id, text, str(update.update_id),
                             user_name=user.first_name if user else None, location=location)
-        replies = await self.assistant.handle(incoming)
-        await self._deliver(chat_id, replies)
+        await self._answer(incoming)
 
     async def _on_button(self, update: Update, chat_id: str, office: str | None) -> None:
         query = update.callback_query
@@ -212,7 +258,7 @@ class TelegramChannel:
             if office is not None:
                 return
             incoming = Incoming(CHANNEL, chat_id, data[len(SAY):], str(update.update_id), user_name=user.first_name)
-            await self._deliver(chat_id, await self.assistant.handle(incoming))
+            await self._answer(incoming)
             return
         if data.startswith("dg:"):
             if chat_id != self.operator_chat or self.digest is None:
@@ -254,27 +300,53 @@ class TelegramChannel:
         except TelegramError as exc:
             log.warning("could not confirm to staff chat %s: %s", chat_id, exc)
 
-    async def _deliver(self, chat_id: str, replies: list[Reply]) -> None:
-        """Send replies in order; what cannot be sent now goes to the outbox, never lost."""
-        for n, reply in enumerate(replies):
-            try:
-                await self.application.bot.send_message(chat_id, to_html(reply.text), parse_mode=ParseMode.HTML,
-                                                        reply_markup=citizen_keyboard(reply))
-            except TelegramError as exc:
-                log.warning("reply to %s failed (%s): queued in the outbox", chat_id, exc)
-                await self._queue(chat_id, replies[n:])
-                return
+    async def _answer(self, incoming: Incoming) -> None:
+        """Handle a citizen's message; its replies are committed with it, then sent in the background."""
+        leased: list[OutboxItem] = []
 
-    async def _queue(self, chat_id: str, replies: list[Reply]) -> None:
-        async with self.assistant.store.unit() as unit:
-            for reply in replies:
-                await unit.enqueue(CHANNEL, chat_id, {"text": reply.text, "buttons": [
-                    {"title": b.title, "data": SAY + b.payload} for b in reply.buttons]})
-        if self.on_queue is not None:
-            self.on_queue()
+        async def record(unit, msg, outcome) -> None:
+            payloads = [_payload(r) for r in outcome.replies]
+            if payloads:
+                ids = await unit.enqueue_many(CHANNEL, msg.chat_id, payloads, lease_seconds=REPLY_LEASE_SECONDS)
+                leased.extend(OutboxItem(i, CHANNEL, msg.chat_id, p, 0, 0.0) for i, p in zip(ids, payloads))
+
+        await self.assistant.handle_outcome(incoming, record=record)
+        if leased:
+            task = asyncio.create_task(self._send_leased(incoming.chat_id, leased))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _send_leased(self, chat_id: str, items: list[OutboxItem]) -> None:
+        """Send committed replies in order; on failure hand the rest to the outbox worker."""
+        entry = self._send_locks.setdefault(chat_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:  # replies of one chat leave in the order they were committed
+                for n, item in enumerate(items):
+                    try:
+                        message_id = await self.sender.send(chat_id, item.payload)
+                    except SendError as exc:
+                        log.warning("reply to %s failed (%s): left to the outbox", chat_id, exc)
+                        await self.assistant.store.release_outbox(CHANNEL, [i.id for i in items[n:]])
+                        if self.on_queue is not None:
+                            self.on_queue()
+                        return
+                    await self.assistant.store.outbox_sent(item, message_id)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._send_locks.pop(chat_id, None)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed: %s", context.error, exc_info=context.error)
+
+
+def _payload(reply: Reply) -> dict:
+    return {"text": reply.text, "buttons": [{"title": b.title, "data": button_data(b.payload)} for b in reply.buttons]}
+
+
+def _seconds(value) -> float:
+    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
 
 
 def _name(user) -> str:

@@ -257,26 +257,48 @@ class SQLiteStore:
             rows = await cur.fetchall()
         return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
+    async def _tx(self, fn):
+        """fn(sqlite3 connection) as one transaction in one hop; returns its result."""
+        async with self.unit() as u:
+            return await u._call(fn)
+
     async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
         """Mark a row sent; remember staff notifications so replies and buttons find their target."""
-        async with self.unit() as u:
-            await u.db.execute("UPDATE outbox SET status = 'sent', sent_at = ?, sent_message_id = ?, "
-                               "attempts = attempts + 1 WHERE id = ?", (time.time(), message_id, item.id))
-            bind = item.payload.get("bind")
+        bind = item.payload.get("bind")
+
+        def run(conn):
+            conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, sent_message_id = ?, "
+                         "attempts = attempts + 1 WHERE id = ?", (time.time(), message_id, item.id))
             if bind and message_id is not None:
-                await u.db.execute(
-                    "INSERT OR REPLACE INTO staff_messages (channel, chat_id, message_id, kind, target) "
-                    "VALUES (?, ?, ?, ?, ?)", (item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"]))
+                conn.execute("INSERT OR REPLACE INTO staff_messages (channel, chat_id, message_id, kind, target) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             (item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"]))
+
+        await self._tx(run)
+
+    async def release_outbox(self, channel: str, ids: list[int] | None = None) -> int:
+        """End leases now: of the given rows, or (ids None, at start-up) of every pending row of
+        the channel, since no sender of this process holds one yet. Returns the rows released."""
+        now = time.time()
+        if ids is None:
+            return await self._tx(lambda conn: conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND channel = ? "
+                "AND next_attempt_at > ? AND attempts = 0", (now, channel, now)).rowcount)
+        marks = ",".join("?" * len(ids))
+        return await self._tx(lambda conn: conn.execute(
+            f"UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND id IN ({marks})",
+            (now, *ids)).rowcount)
 
     async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
         """Record a failed attempt: retry at `retry_at`, or give up (status 'failed') when None."""
-        async with self.unit() as u:
-            if retry_at is None:
-                await u.db.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
-                                   "WHERE id = ?", (error[:500], item.id))
-            else:
-                await u.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
-                                   "WHERE id = ?", (error[:500], retry_at, item.id))
+        if retry_at is None:
+            await self._tx(lambda conn: conn.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error[:500], item.id)))
+        else:
+            await self._tx(lambda conn: conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                (error[:500], retry_at, item.id)))
 
     async def web_messages(self, session_id: str, after: int = 0, limit: int = 500) -> list[dict]:
         """A web chat's transcript after message id `after`, oldest first."""
@@ -296,18 +318,18 @@ class SQLiteStore:
             return [(r[0], r[1]) for r in await cur.fetchall()]
 
     async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:
-        async with self.unit() as u:
-            await u.db.execute("UPDATE whatsapp_inbox SET processed_at = ?, error = ? WHERE id = ?",
-                               (time.time(), error, row_id))
+        await self._tx(lambda conn: conn.execute("UPDATE whatsapp_inbox SET processed_at = ?, error = ? WHERE id = ?",
+                                                 (time.time(), error, row_id)))
 
     async def touch_whatsapp_contact(self, chat_id: str, inbound_at: float) -> list[str]:
         """Record a citizen's message time (opens the 24-hour window); return the numbered options last shown."""
-        async with self.unit() as u:
-            await u.db.execute(
+        def run(conn):
+            conn.execute(
                 "INSERT INTO whatsapp_contacts (chat_id, last_inbound_at) VALUES (?, ?) ON CONFLICT (chat_id) "
                 "DO UPDATE SET last_inbound_at = max(last_inbound_at, excluded.last_inbound_at)", (chat_id, inbound_at))
-            async with u.db.execute("SELECT options FROM whatsapp_contacts WHERE chat_id = ?", (chat_id,)) as cur:
-                row = await cur.fetchone()
+            return conn.execute("SELECT options FROM whatsapp_contacts WHERE chat_id = ?", (chat_id,)).fetchone()
+
+        row = await self._tx(run)
         return json.loads(row[0]) if row else []
 
     async def whatsapp_contact(self, chat_id: str) -> dict | None:
@@ -317,20 +339,18 @@ class SQLiteStore:
         return {"last_inbound_at": row[0], "options": json.loads(row[1])} if row else None
 
     async def set_whatsapp_options(self, chat_id: str, options: list[str]) -> None:
-        async with self.unit() as u:
-            await u.db.execute("UPDATE whatsapp_contacts SET options = ? WHERE chat_id = ?",
-                               (json.dumps(options, ensure_ascii=False), chat_id))
+        await self._tx(lambda conn: conn.execute("UPDATE whatsapp_contacts SET options = ? WHERE chat_id = ?",
+                                                 (json.dumps(options, ensure_ascii=False), chat_id)))
 
     async def close_whatsapp_window(self, chat_id: str) -> None:
         """WhatsApp said the 24-hour window is closed: only templates until the citizen writes again."""
-        async with self.unit() as u:
-            await u.db.execute("UPDATE whatsapp_contacts SET last_inbound_at = 0 WHERE chat_id = ?", (chat_id,))
+        await self._tx(lambda conn: conn.execute("UPDATE whatsapp_contacts SET last_inbound_at = 0 WHERE chat_id = ?",
+                                                 (chat_id,)))
 
     async def record_whatsapp_status(self, message_id: str, status: str, chat_id: str, error_code: int | None) -> None:
-        async with self.unit() as u:
-            await u.db.execute(
-                "INSERT INTO whatsapp_statuses (message_id, status, chat_id, error_code, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?)", (message_id, status, chat_id, error_code, time.time()))
+        await self._tx(lambda conn: conn.execute(
+            "INSERT INTO whatsapp_statuses (message_id, status, chat_id, error_code, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?)", (message_id, status, chat_id, error_code, time.time())))
 
     async def unanswered_since(self, since: float, office: str | None = None) -> list[dict]:
         """Logged unanswered questions since a time, oldest first."""
@@ -346,9 +366,9 @@ class SQLiteStore:
 
     async def add_confirmed_example(self, text: str, intent: str | None, decided_by: str) -> None:
         """An operator's decision on a logged question: a labelled case for `mia intents test`."""
-        async with self.unit() as u:
-            await u.db.execute("INSERT INTO confirmed_examples (text, intent, decided_by, created_at) VALUES (?, ?, ?, ?)",
-                               (text, intent, decided_by, time.time()))
+        await self._tx(lambda conn: conn.execute(
+            "INSERT INTO confirmed_examples (text, intent, decided_by, created_at) VALUES (?, ?, ?, ?)",
+            (text, intent, decided_by, time.time())))
 
     async def confirmed_examples(self) -> list[dict]:
         async with self._require().execute("SELECT text, intent FROM confirmed_examples ORDER BY id") as cur:
@@ -357,39 +377,39 @@ class SQLiteStore:
     async def purge(self, older_than: float, dry_run: bool = False) -> dict[str, int]:
         """Retention: anonymize requests closed before `older_than`, delete older logs. Counts per table."""
         counts: dict[str, int] = {}
-        async with self.unit() as u:
-            queries = {
-                "requests_anonymized": ("SELECT count(*) FROM callback_requests WHERE status = 'done' AND done_at < ? "
-                                        "AND fields != '{}'", "UPDATE callback_requests SET fields = '{}', "
-                                        "claimed_by = NULL, done_by = NULL WHERE status = 'done' AND done_at < ? "
-                                        "AND fields != '{}'"),
-                "turns_deleted": ("SELECT count(*) FROM turns WHERE created_at < ?",
-                                  "DELETE FROM turns WHERE created_at < ?"),
-                "web_messages_deleted": ("SELECT count(*) FROM web_messages WHERE created_at < ?",
-                                         "DELETE FROM web_messages WHERE created_at < ?"),
-                "unanswered_deleted": ("SELECT count(*) FROM unanswered WHERE created_at < ?",
-                                       "DELETE FROM unanswered WHERE created_at < ?"),
-                "whatsapp_updates_deleted": ("SELECT count(*) FROM whatsapp_inbox WHERE received_at < ? "
-                                             "AND processed_at IS NOT NULL", "DELETE FROM whatsapp_inbox WHERE "
-                                             "received_at < ? AND processed_at IS NOT NULL"),
-                "outbox_deleted": ("SELECT count(*) FROM outbox WHERE created_at < ? AND status != 'pending'",
-                                   "DELETE FROM outbox WHERE created_at < ? AND status != 'pending'"),
-            }
+        queries = {
+            "requests_anonymized": ("SELECT count(*) FROM callback_requests WHERE status = 'done' AND done_at < ? "
+                                    "AND fields != '{}'", "UPDATE callback_requests SET fields = '{}', "
+                                    "claimed_by = NULL, done_by = NULL WHERE status = 'done' AND done_at < ? "
+                                    "AND fields != '{}'"),
+            "turns_deleted": ("SELECT count(*) FROM turns WHERE created_at < ?",
+                              "DELETE FROM turns WHERE created_at < ?"),
+            "web_messages_deleted": ("SELECT count(*) FROM web_messages WHERE created_at < ?",
+                                     "DELETE FROM web_messages WHERE created_at < ?"),
+            "unanswered_deleted": ("SELECT count(*) FROM unanswered WHERE created_at < ?",
+                                   "DELETE FROM unanswered WHERE created_at < ?"),
+            "whatsapp_updates_deleted": ("SELECT count(*) FROM whatsapp_inbox WHERE received_at < ? "
+                                         "AND processed_at IS NOT NULL", "DELETE FROM whatsapp_inbox WHERE "
+                                         "received_at < ? AND processed_at IS NOT NULL"),
+            "outbox_deleted": ("SELECT count(*) FROM outbox WHERE created_at < ? AND status != 'pending'",
+                               "DELETE FROM outbox WHERE created_at < ? AND status != 'pending'"),
+        }
+
+        def run(conn):
             for name, (count_sql, change_sql) in queries.items():
-                async with u.db.execute(count_sql, (older_than,)) as cur:
-                    counts[name] = (await cur.fetchone())[0]
+                counts[name] = conn.execute(count_sql, (older_than,)).fetchone()[0]
                 if not dry_run:
-                    await u.db.execute(change_sql, (older_than,))
+                    conn.execute(change_sql, (older_than,))
+
+        await self._tx(run)
         return counts
 
     # -- weekly digest ------------------------------------------------------------------------
 
     async def add_digest_item(self, example: str, count: int, candidates: list[str]) -> int:
-        async with self.unit() as u:
-            cur = await u.db.execute(
-                "INSERT INTO digest_items (example, count, candidates, created_at) VALUES (?, ?, ?, ?)",
-                (example, count, json.dumps(candidates), time.time()))
-            return cur.lastrowid
+        return await self._tx(lambda conn: conn.execute(
+            "INSERT INTO digest_items (example, count, candidates, created_at) VALUES (?, ?, ?, ?)",
+            (example, count, json.dumps(candidates), time.time())).lastrowid)
 
     async def digest_item(self, item_id: int) -> dict | None:
         async with self._require().execute(
@@ -400,10 +420,9 @@ class SQLiteStore:
 
     async def decide_digest_item(self, item_id: int, status: str, by: str) -> bool:
         """Mark an item decided; False when it already was (a second press changes nothing)."""
-        async with self.unit() as u:
-            cur = await u.db.execute("UPDATE digest_items SET status = ?, decided_by = ? WHERE id = ? AND status = 'open'",
-                                     (status, by, item_id))
-            return cur.rowcount == 1
+        return await self._tx(lambda conn: conn.execute(
+            "UPDATE digest_items SET status = ?, decided_by = ? WHERE id = ? AND status = 'open'",
+            (status, by, item_id)).rowcount == 1)
 
     async def get_meta(self, key: str) -> str | None:
         async with self._require().execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
@@ -411,9 +430,9 @@ class SQLiteStore:
         return row[0] if row else None
 
     async def set_meta(self, key: str, value: str) -> None:
-        async with self.unit() as u:
-            await u.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
-                               "excluded.value", (key, value))
+        await self._tx(lambda conn: conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value)))
 
     async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]:
         """Callback requests, oldest first, optionally of one office and/or status."""
@@ -451,7 +470,7 @@ class SQLiteUnit:
     """
 
     def __init__(self, db: aiosqlite.Connection):
-        self.db = db
+        self._db = db
         self._pending: list[tuple[str, tuple]] = []
         self._begun = False
 
@@ -468,7 +487,7 @@ class SQLiteUnit:
                 conn.execute(sql, params)
             return fn(conn)
 
-        return await _in_thread(self.db, run)
+        return await _in_thread(self._db, run)
 
     def _defer(self, sql: str, params: tuple) -> None:
         self._pending.append((sql, params))
@@ -488,14 +507,14 @@ class SQLiteUnit:
         try:
             await self._call(commit)
         except BaseException:
-            if self.db.in_transaction:
-                await self.db.execute_fetchall("ROLLBACK")
+            if self._db.in_transaction:
+                await self._db.execute_fetchall("ROLLBACK")
             raise
 
     async def _abort(self) -> None:
         self._pending.clear()
-        if self._begun and self.db.in_transaction:
-            await self.db.execute_fetchall("ROLLBACK")
+        if self._begun and self._db.in_transaction:
+            await self._db.execute_fetchall("ROLLBACK")
 
     # -- callback requests ---------------------------------------------------------------
 
@@ -534,6 +553,21 @@ class SQLiteUnit:
         return await self._call(lambda conn: conn.execute(
             "INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?)",
             (channel, chat_id, json.dumps(payload, ensure_ascii=False), now, now)).lastrowid)
+
+    async def enqueue_many(self, channel: str, chat_id: str, payloads: list[dict], lease_seconds: float = 0.0
+                           ) -> list[int]:
+        """Queue several messages in one hop. With a lease, the caller sends them itself right
+        after the commit and the worker leaves them alone until the lease ends (a crash before
+        the send is covered: the worker sends them when the lease runs out, or at restart)."""
+        now = time.time()
+
+        def insert(conn):
+            return [conn.execute(
+                "INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?)",
+                (channel, chat_id, json.dumps(p, ensure_ascii=False), now + lease_seconds, now)).lastrowid
+                for p in payloads]
+
+        return await self._call(insert)
 
     async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
         """The last turns of a conversation, oldest first."""
