@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check clean regions bench bench-quick
+.PHONY: run test test-reliability check clean regions bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/mia intents check --quiet
 	$(BIN)/python -m pytest
+
+# Crash, flood and slow-peer suites (docs/reliability.md): a few minutes; CI runs them too.
+# MIA_CRASH_POINTS (default 200) and MIA_CRASH_SEED choose the SIGKILL moments.
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -m reliability -s tests/reliability
 
 check: $(STAMP)
 	$(BIN)/mia intents check --quiet

@@ -167,6 +167,7 @@ class OutboxWorker:
         self.max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._task = BackgroundTask("outbox", self._run)
+        self._active: dict[tuple[str, str], asyncio.Task] = {}  # chat -> its sending task
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -177,11 +178,15 @@ class OutboxWorker:
 
     async def stop(self) -> None:
         await self._task.stop()
+        for task in list(self._active.values()):
+            task.cancel()
+        if self._active:
+            await asyncio.gather(*self._active.values(), return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
             try:
-                await self.run_once()
+                await self._dispatch()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the worker must outlive any one failure
@@ -193,33 +198,57 @@ class OutboxWorker:
             self._wake.clear()
 
     async def run_once(self, now: float | None = None) -> int:
-        """One pass: send what is due; a chat whose oldest message waits holds its later ones."""
+        """One pass, waited for: every chat's due messages, chats side by side; returns how many left."""
         now = time.time() if now is None else now
-        sent = 0
-        blocked: set[tuple[str, str]] = set()
+        groups = await self._due_by_chat(now)
+        return sum(await asyncio.gather(*(self._send_chat(items, now) for items in groups.values())))
+
+    async def _dispatch(self) -> None:
+        """One pass of the running worker: a task per chat, so a slow or failing chat (a send
+        waiting for its timeout) never holds up the others, not even until the next pass."""
+        now = time.time()
+        busy = set(self._active)  # a chat whose task ends during the read below may be read stale
+        for key, items in (await self._due_by_chat(now)).items():
+            if key in busy or key in self._active:
+                continue  # its task's end wakes the next pass, which reads the chat afresh
+            task = asyncio.create_task(self._send_chat(items, now), name=f"outbox {key[0]}:{key[1]}")
+            self._active[key] = task
+            task.add_done_callback(lambda _t, key=key: self._chat_done(key))
+
+    def _chat_done(self, key: tuple[str, str]) -> None:
+        self._active.pop(key, None)
+        self._wake.set()  # more may have been queued for that chat meanwhile
+
+    async def _due_by_chat(self, now: float) -> dict[tuple[str, str], list[OutboxItem]]:
+        groups: dict[tuple[str, str], list[OutboxItem]] = {}
         for item in await self.store.due_outbox(now, limit=200):
-            key = (item.channel, item.chat_id)
-            if key in blocked:
-                continue
-            if item.next_attempt_at > now:
-                blocked.add(key)
-                continue
-            sender = self.senders.get(item.channel)
-            if sender is None:
-                blocked.add(key)
-                continue
-            try:
-                message_id = await sender.send(item.chat_id, item.payload)
-            except SendError as exc:
-                blocked.add(key)
-                await self._failed(item, exc, now)
-                continue
-            except Exception as exc:  # noqa: BLE001 - unknown errors are retried like network errors
-                blocked.add(key)
-                await self._failed(item, SendError(repr(exc)), now)
-                continue
-            await self.store.outbox_sent(item, message_id)
-            sent += 1
+            groups.setdefault((item.channel, item.chat_id), []).append(item)
+        return groups
+
+    async def _send_chat(self, items: list[OutboxItem], now: float) -> int:
+        """A chat's messages in order; the first that waits or fails holds the later ones."""
+        sent = 0
+        try:
+            for item in items:
+                if item.next_attempt_at > now:
+                    break
+                sender = self.senders.get(item.channel)
+                if sender is None:
+                    break
+                try:
+                    message_id = await sender.send(item.chat_id, item.payload)
+                except SendError as exc:
+                    await self._failed(item, exc, now)
+                    break
+                except Exception as exc:  # noqa: BLE001 - unknown errors are retried like network errors
+                    await self._failed(item, SendError(repr(exc)), now)
+                    break
+                await self.store.outbox_sent(item, message_id)
+                sent += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.exception("outbox: sending to %s:%s failed", items[0].channel, items[0].chat_id)
         return sent
 
     async def _failed(self, item: OutboxItem, exc: SendError, now: float) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.server import ThreadedServer
@@ -39,7 +39,9 @@ class BotApiState:
         self.next_update_id = 1000
         self.next_message_id: dict[int, int] = {}
         self.messages: dict[int, list[dict]] = {}  # chat id -> messages in it (user and bot)
-        self.failing: dict[int, dict] = {}  # chat id -> {"code": 429|500|403|400, "retry_after": s}
+        self.sent_at: dict[tuple[int, int], float] = {}  # (chat, message id) -> when a bot message was accepted
+        self.failing: dict[int, dict] = {}  # chat id -> {"code": 429|500|403|400, "retry_after": s, "delay": s}
+        self.attempts: dict[int, list[float]] = {}  # chat id -> when each sendMessage to it arrived
         self.callback_answers: list[dict] = []
         self.commands: list[dict] = []
         self.calls: list[str] = []
@@ -149,7 +151,10 @@ def _user(user_id: int, first_name: str | None = None) -> dict:
 def build_app(state: BotApiState) -> Starlette:
     async def method(request: Request):
         name = request.path_params["method"]
-        params = await _params(request)
+        try:
+            params = await _params(request)
+        except ClientDisconnect:  # the bot process died mid-request (the crash suite kills it)
+            return Response(status_code=499)
         state.calls.append(name)
         handler = METHODS.get(name.lower())
         if handler is None:
@@ -207,6 +212,11 @@ def build_app(state: BotApiState) -> Starlette:
 
     async def send_message(p):
         chat_id = int(p["chat_id"])
+        state.attempts.setdefault(chat_id, []).append(time.time())
+        delay = state.failing.get(chat_id, {}).get("delay")
+        if delay:  # a slow Bot API: answers late, with a 502, the message not delivered
+            await asyncio.sleep(delay)
+            return _error(502, "Bad Gateway")
         failed = failure(chat_id)
         if failed is not None:
             return failed
@@ -228,6 +238,7 @@ def build_app(state: BotApiState) -> Starlette:
         if p.get("reply_markup"):
             message["reply_markup"] = p["reply_markup"]
         state.messages.setdefault(chat_id, []).append(message)
+        state.sent_at[(chat_id, message["message_id"])] = time.time()
         async with state.changed:
             state.changed.notify_all()
         return _ok(message)
@@ -318,14 +329,21 @@ def build_app(state: BotApiState) -> Starlette:
         body = await request.json()
         chat_id = int(body["chat_id"])
         if body.get("code"):
-            state.failing[chat_id] = {"code": int(body["code"]), "retry_after": body.get("retry_after", 1)}
+            state.failing[chat_id] = {"code": int(body["code"]), "retry_after": body.get("retry_after", 1),
+                                      "delay": body.get("delay")}
         else:
             state.failing.pop(chat_id, None)
         return JSONResponse({"ok": True})
 
+    async def attempts(request: Request):
+        return JSONResponse(state.attempts.get(int(request.query_params["chat_id"]), []))
+
     async def messages(request: Request):
         chat_id = int(request.query_params["chat_id"])
-        return JSONResponse(state.messages.get(chat_id, []))
+        # Test-only field: when the server accepted each bot message (to explain a crash's duplicate).
+        return JSONResponse([dict(m, _sent_at=state.sent_at[(chat_id, m["message_id"])])
+                             if (chat_id, m["message_id"]) in state.sent_at else m
+                             for m in state.messages.get(chat_id, [])])
 
     async def wait(request: Request):
         """Long-poll until a chat holds at least `count` bot messages (or `timeout` seconds pass)."""
@@ -361,6 +379,7 @@ def build_app(state: BotApiState) -> Starlette:
         Route("/_test/redeliver", redeliver, methods=["POST"]),
         Route("/_test/fail", fail, methods=["POST"]),
         Route("/_test/messages", messages),
+        Route("/_test/attempts", attempts),
         Route("/_test/info", info),
         Route("/_test/updates", updates),
         Route("/_test/wait", wait),
