@@ -15,8 +15,8 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 
 from bot.assistant import Assistant
 from bot.messages import Incoming, Reply
+from bot.channels.delivery import LeasedReplies
 from bot.staff import SendError, StaffDesk, StaffEvent
-from bot.store.base import OutboxItem
 from bot.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,6 @@ COMMANDS = [
     BotCommand("status", "Status permintaan, contoh: /status RKT-2026-000123"),
 ]
 _BOLD = re.compile(r"\*([^*\n]+)\*")
-# A citizen's replies are written to the outbox with the answer's transaction and sent at once
-# by the channel; the outbox worker leaves them alone this long (or until a restart), so a crash
-# between the commit and the send delays a reply but never loses it.
-REPLY_LEASE_SECONDS = 30.0
 
 
 def to_html(text: str) -> str:
@@ -130,8 +126,7 @@ class TelegramChannel:
         self.application.add_error_handler(self._on_error)
         self.sender = TelegramSender(self.application)
         self._chat_locks: dict[int, list] = {}  # chat id -> [lock, updates waiting or running]
-        self._send_locks: dict[str, list] = {}  # chat id -> [lock, sends waiting or running]
-        self._sends: set[asyncio.Task] = set()
+        self.replies = LeasedReplies(assistant, self.sender, CHANNEL, _payload, on_queue)
         self._poller = BackgroundTask("telegram-poll", self._poll)
 
     async def start(self) -> None:
@@ -143,12 +138,7 @@ class TelegramChannel:
         except TelegramError as exc:  # commands are a convenience; never a reason not to start
             log.warning("setMyCommands failed: %s", exc)
         await app.start()
-        # Replies leased by a previous run that ended before sending them go out now.
-        released = await self.assistant.store.release_outbox(CHANNEL)
-        if released:
-            log.info("telegram: %d replies left unsent by the last run queued again", released)
-            if self.on_queue is not None:
-                self.on_queue()
+        await self.replies.release()  # replies a previous run committed but never sent
         if self.webhook_url:
             path = self.webhook_url.rstrip("/").rsplit("/", 1)[-1] if "/" in self.webhook_url else "telegram"
             await app.updater.start_webhook(listen=self.webhook_listen, port=self.webhook_port, url_path=path,
@@ -162,8 +152,7 @@ class TelegramChannel:
         """Stop receiving; finish the update in hand."""
         app = self.application
         await self._poller.stop()
-        if self._sends:
-            await asyncio.wait(set(self._sends), timeout=10)
+        await self.replies.wait()
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:
@@ -302,40 +291,7 @@ class TelegramChannel:
 
     async def _answer(self, incoming: Incoming) -> None:
         """Handle a citizen's message; its replies are committed with it, then sent in the background."""
-        leased: list[OutboxItem] = []
-
-        async def record(unit, msg, outcome) -> None:
-            payloads = [_payload(r) for r in outcome.replies]
-            if payloads:
-                ids = await unit.enqueue_many(CHANNEL, msg.chat_id, payloads, lease_seconds=REPLY_LEASE_SECONDS)
-                leased.extend(OutboxItem(i, CHANNEL, msg.chat_id, p, 0, 0.0) for i, p in zip(ids, payloads))
-
-        await self.assistant.handle_outcome(incoming, record=record)
-        if leased:
-            task = asyncio.create_task(self._send_leased(incoming.chat_id, leased))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
-
-    async def _send_leased(self, chat_id: str, items: list[OutboxItem]) -> None:
-        """Send committed replies in order; on failure hand the rest to the outbox worker."""
-        entry = self._send_locks.setdefault(chat_id, [asyncio.Lock(), 0])
-        entry[1] += 1
-        try:
-            async with entry[0]:  # replies of one chat leave in the order they were committed
-                for n, item in enumerate(items):
-                    try:
-                        message_id = await self.sender.send(chat_id, item.payload)
-                    except SendError as exc:
-                        log.warning("reply to %s failed (%s): left to the outbox", chat_id, exc)
-                        await self.assistant.store.release_outbox(CHANNEL, [i.id for i in items[n:]])
-                        if self.on_queue is not None:
-                            self.on_queue()
-                        return
-                    await self.assistant.store.outbox_sent(item, message_id)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._send_locks.pop(chat_id, None)
+        await self.replies.answer(incoming)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed: %s", context.error, exc_info=context.error)

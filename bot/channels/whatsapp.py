@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.assistant import Assistant
+from bot.channels.delivery import LeasedReplies
 from bot.channels.http import BodyTooLarge, read_body
 from bot.messages import Incoming, Reply
 from bot.staff import SendError
@@ -164,6 +165,8 @@ class WhatsAppChannel:
         self.app_secret = app_secret
         self.on_queue = on_queue
         self._lock = asyncio.Lock()
+        # Replies commit with the answer and are sent before the next stored update is handled.
+        self.replies = LeasedReplies(assistant, sender, CHANNEL, _payload, on_queue, background=False)
         self._tasks: set[asyncio.Task] = set()
 
     def routes(self) -> list[Route]:
@@ -172,6 +175,7 @@ class WhatsAppChannel:
 
     async def start(self) -> None:
         await self.sender.start()
+        await self.replies.release()  # replies a previous run committed but never sent
         self._spawn()  # updates stored before a restart but not yet handled
 
     async def stop(self) -> None:
@@ -269,20 +273,8 @@ class WhatsAppChannel:
             loc = message.get("location", {})
             location = (loc.get("latitude"), loc.get("longitude"))
         incoming = Incoming(CHANNEL, chat_id, text, message["id"], user_name=names.get(chat_id), location=location)
-        replies = await self.assistant.handle(incoming)
-        await self._deliver(chat_id, replies)
+        await self.replies.answer(incoming)
 
-    async def _deliver(self, chat_id: str, replies: list[Reply]) -> None:
-        for n, reply in enumerate(replies):
-            payload = {"text": reply.text, "buttons": [{"title": b.title, "data": b.payload} for b in reply.buttons]}
-            try:
-                await self.sender.send(chat_id, payload)
-            except SendError as exc:
-                log.warning("whatsapp reply to a citizen failed (%s): queued in the outbox", exc)
-                async with self.store.unit() as unit:
-                    for later in replies[n:]:
-                        await unit.enqueue(CHANNEL, chat_id, {"text": later.text, "buttons": [
-                            {"title": b.title, "data": b.payload} for b in later.buttons]})
-                if self.on_queue is not None:
-                    self.on_queue()
-                return
+
+def _payload(reply: Reply) -> dict:
+    return {"text": reply.text, "buttons": [{"title": b.title, "data": b.payload} for b in reply.buttons]}

@@ -1,0 +1,93 @@
+"""Replies committed with the answer, then sent at once: a crash delays them, never loses them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from bot.messages import Incoming, Reply
+from bot.staff import SendError
+from bot.store.base import OutboxItem
+
+log = logging.getLogger(__name__)
+
+# The outbox worker leaves a leased reply alone this long (or until the next start), while the
+# channel sends it itself right after the commit.
+REPLY_LEASE_SECONDS = 30.0
+
+
+class LeasedReplies:
+    """A citizen's replies go into the outbox in the answer's transaction, leased to the
+    channel, which sends them in the background in order per chat. A failed send hands the
+    rest to the outbox worker; a crash before the send leaves them to the next start, whose
+    `release()` ends the dead process's leases."""
+
+    def __init__(self, assistant, sender, channel: str, payload: Callable[[Reply], dict], on_queue=None,
+                 background: bool = True):
+        self.assistant = assistant
+        self.background = background  # False: answer() returns once the replies have been sent
+        self.sender = sender
+        self.channel = channel
+        self.payload = payload
+        self.on_queue = on_queue
+        self._locks: dict[str, list] = {}  # chat id -> [lock, sends waiting or running]
+        self._tasks: set[asyncio.Task] = set()
+
+    async def release(self) -> None:
+        """At start-up: replies a previous run committed but never sent go out now."""
+        released = await self.assistant.store.release_outbox(self.channel)
+        if released:
+            log.info("%s: %d replies left unsent by the last run queued again", self.channel, released)
+            self._wake()
+
+    async def answer(self, incoming: Incoming, record=None):
+        """Handle a citizen's message; its replies commit with it and leave in the background."""
+        leased: list[OutboxItem] = []
+
+        async def keep(unit, msg, outcome) -> None:
+            if record is not None:
+                await record(unit, msg, outcome)
+            payloads = [self.payload(r) for r in outcome.replies]
+            if payloads:
+                ids = await unit.enqueue_many(self.channel, msg.chat_id, payloads, lease_seconds=REPLY_LEASE_SECONDS)
+                leased.extend(OutboxItem(i, self.channel, msg.chat_id, p, 0, 0.0) for i, p in zip(ids, payloads))
+
+        outcome = await self.assistant.handle_outcome(incoming, record=keep)
+        if leased and not self.background:
+            await self._send(incoming.chat_id, leased)
+        elif leased:
+            task = asyncio.create_task(self._send(incoming.chat_id, leased))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return outcome
+
+    async def wait(self, timeout: float = 10.0) -> None:
+        """Let the sends in hand finish (on stop)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def _send(self, chat_id: str, items: list[OutboxItem]) -> None:
+        entry = self._locks.setdefault(chat_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:  # replies of one chat leave in the order they were committed
+                for n, item in enumerate(items):
+                    try:
+                        message_id = await self.sender.send(chat_id, item.payload)
+                    except SendError as exc:
+                        log.warning("%s reply to a citizen failed (%s): left to the outbox", self.channel, exc)
+                        await self.assistant.store.release_outbox(self.channel, [i.id for i in items[n:]])
+                        self._wake()
+                        return
+                    await self.assistant.store.outbox_sent(item, message_id)
+        except Exception:  # noqa: BLE001 - the rows stay leased; the worker sends them when the lease ends
+            log.exception("%s: sending replies to %s failed", self.channel, chat_id)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(chat_id, None)
+
+    def _wake(self) -> None:
+        if self.on_queue is not None:
+            self.on_queue()
