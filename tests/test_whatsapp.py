@@ -32,14 +32,17 @@ def graph():
 
 
 
+def whatsapp_settings(db_path, graph_url: str) -> Settings:
+    return Settings(_env_file=None, mia_db_path=db_path, mia_web_port=0, mia_web_enabled=False,
+                    mia_outbox_poll_seconds=0.1, mia_outbox_max_backoff_seconds=0.3,
+                    mia_staff_telegram_chats="palembang:-1001,muaraenim:-1002",
+                    whatsapp_verify_token=VERIFY, whatsapp_app_secret=SECRET, whatsapp_access_token="EAAG-token",
+                    whatsapp_phone_number_id="1098765", whatsapp_api_base_url=graph_url)
+
+
 @pytest.fixture
 async def mia(graph, db_path):
-    settings = Settings(_env_file=None, mia_db_path=db_path, mia_web_port=0, mia_web_enabled=False,
-                        mia_outbox_poll_seconds=0.1, mia_outbox_max_backoff_seconds=0.3,
-                        mia_staff_telegram_chats="palembang:-1001,muaraenim:-1002",
-                        whatsapp_verify_token=VERIFY, whatsapp_app_secret=SECRET, whatsapp_access_token="EAAG-token",
-                        whatsapp_phone_number_id="1098765", whatsapp_api_base_url=graph.url)
-    app = MiaApp(settings)
+    app = MiaApp(whatsapp_settings(db_path, graph.url))
     await app.start()
     app.staff_sender = RecordingSender()
     app.worker.senders["telegram"] = app.staff_sender

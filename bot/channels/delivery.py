@@ -23,10 +23,8 @@ class LeasedReplies:
     rest to the outbox worker; a crash before the send leaves them to the next start, whose
     `release()` ends the dead process's leases."""
 
-    def __init__(self, assistant, sender, channel: str, payload: Callable[[Reply], dict], on_queue=None,
-                 background: bool = True):
+    def __init__(self, assistant, sender, channel: str, payload: Callable[[Reply], dict], on_queue=None):
         self.assistant = assistant
-        self.background = background  # False: answer() returns once the replies have been sent
         self.sender = sender
         self.channel = channel
         self.payload = payload
@@ -54,9 +52,7 @@ class LeasedReplies:
                 leased.extend(OutboxItem(i, self.channel, msg.chat_id, p, 0, 0.0) for i, p in zip(ids, payloads))
 
         outcome = await self.assistant.handle_outcome(incoming, record=keep)
-        if leased and not self.background:
-            await self._send(incoming.chat_id, leased)
-        elif leased:
+        if leased:
             task = asyncio.create_task(self._send(incoming.chat_id, leased))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

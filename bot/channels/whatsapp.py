@@ -165,8 +165,9 @@ class WhatsAppChannel:
         self.app_secret = app_secret
         self.on_queue = on_queue
         self._lock = asyncio.Lock()
-        # Replies commit with the answer and are sent before the next stored update is handled.
-        self.replies = LeasedReplies(assistant, sender, CHANNEL, _payload, on_queue, background=False)
+        # Replies commit with the answer and leave in the background, in order per chat, so a
+        # slow Graph API answer to one chat never holds up the next stored update.
+        self.replies = LeasedReplies(assistant, sender, CHANNEL, _payload, on_queue)
         self._tasks: set[asyncio.Task] = set()
 
     def routes(self) -> list[Route]:
@@ -181,6 +182,7 @@ class WhatsAppChannel:
     async def stop(self) -> None:
         for task in list(self._tasks):
             await task
+        await self.replies.wait()
         await self.sender.stop()
 
     async def verify(self, request: Request) -> Response:

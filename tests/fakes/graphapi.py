@@ -2,10 +2,12 @@
 
 POST /{version}/{phone_number_id}/messages answers like the Graph API; a recipient can be
 made to fail with Graph error codes (131047 window closed, 130429 rate limit, 500).
-Control: GET /_test/sent, POST /_test/fail {"to", "code"} (no code: recover).
+Control: GET /_test/sent, POST /_test/fail {"to", "code", "delay"?} (no code: recover).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +23,7 @@ class GraphApiServer(ThreadedServer):
     def __init__(self) -> None:
         self.sent: list[dict] = []
         self.failing: dict[str, int] = {}
+        self.delay: dict[str, float] = {}  # recipient -> seconds before its (failing) answer: a slow Graph API
         self.auth: list[str] = []
         app = Starlette(routes=[
             Route("/{version}/{phone_id}/messages", self._messages, methods=["POST"]),
@@ -33,6 +36,8 @@ class GraphApiServer(ThreadedServer):
         body = await request.json()
         self.auth.append(request.headers.get("authorization", ""))
         to = body.get("to", "")
+        if self.delay.get(to):
+            await asyncio.sleep(self.delay[to])
         code = self.failing.get(to)
         if code:
             status = 500 if code == 500 else 400
@@ -52,6 +57,8 @@ class GraphApiServer(ThreadedServer):
         body = await request.json()
         if body.get("code"):
             self.failing[body["to"]] = int(body["code"])
+            self.delay[body["to"]] = float(body.get("delay") or 0)
         else:
             self.failing.pop(body["to"], None)
+            self.delay.pop(body["to"], None)
         return JSONResponse({"ok": True})

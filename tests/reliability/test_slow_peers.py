@@ -1,10 +1,11 @@
-"""A slow, failing or rate-limited Telegram never holds up the other conversations.
+"""A slow, failing or rate-limited Telegram or Graph API never holds up the other conversations.
 
 The real PTB Application polls the local Bot API server, which is told to answer one
 citizen's chat only after 7 s (past PTB's 5 s timeout) with a 502, to rate-limit one office's
 staff chat (429 with retry_after) and to fail the other's with 502s. Meanwhile other citizens
 ask questions; their answers must come as fast as usual, and everything held up must arrive
-once the peer recovers, in order, with retry_after honoured.
+once the peer recovers, in order, with retry_after honoured. The same for WhatsApp: one chat's
+send hanging on the Graph API must not hold up the other chats' answers.
 """
 
 from __future__ import annotations
@@ -117,3 +118,37 @@ async def test_slow_and_failing_peers_do_not_block_others(tmp_path):
           f"to the hanging chat was in hand; Muaraenim's 429 retry_after 3 s: next attempt after "
           f"{tries[1] - tries[0]:.1f} s, {len(tries)} attempts in all", flush=True)
     assert max(during) < max(2.0, 3 * max(baseline)), (during, baseline)
+
+
+async def test_a_hanging_graph_api_send_does_not_hold_up_other_whatsapp_chats(tmp_path):
+    from tests.fakes.graphapi import GraphApiServer
+    from tests.test_whatsapp import post, shown_text, text_message, update, whatsapp_settings
+
+    graph = GraphApiServer().start()
+    app = MiaApp(whatsapp_settings(tmp_path / "mia.db", graph.url))
+    await app.start()
+    slow, others = "628100000001", [f"6281000001{i:02d}" for i in range(10)]
+    try:
+        async with httpx.AsyncClient(base_url=graph.url) as http:
+            await http.post("/_test/fail", json={"to": slow, "code": 500, "delay": 8})
+            assert (await post(app, update(text_message("halo", sender=slow)))).status_code == 200
+            await asyncio.sleep(0.3)  # its reply's send is now hanging
+            started = time.monotonic()
+            for number in others:
+                assert (await post(app, update(text_message("biaya paspor brp", sender=number)))).status_code == 200
+            deadline = started + 5
+            while {b["to"] for b in graph.sent} < set(others):
+                assert time.monotonic() < deadline, f"answered: {sorted({b['to'] for b in graph.sent})}"
+                await asyncio.sleep(0.05)
+            others_done = time.monotonic() - started
+            assert all("Rp" in shown_text(b) for b in graph.sent if b["to"] in others)
+            await http.post("/_test/fail", json={"to": slow})
+        deadline = time.monotonic() + 30
+        while not any(b["to"] == slow for b in graph.sent):  # the outbox retries it once the API recovers
+            assert time.monotonic() < deadline, "the slow chat's reply never arrived"
+            await asyncio.sleep(0.1)
+    finally:
+        await app.stop()
+        graph.stop()
+    print(f"\nWhatsApp: 10 other chats answered within {others_done:.2f} s while one chat's send hung 8 s; "
+          f"its reply arrived after the API recovered", flush=True)
