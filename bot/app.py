@@ -69,8 +69,8 @@ class MiaApp:
 
     async def start(self) -> None:
         s = self.settings
-        if s.whatsapp_missing:
-            raise ValueError(f"WhatsApp is partly configured; missing: {', '.join(s.whatsapp_missing)}")
+        if s.start_problems():
+            raise ValueError("; ".join(s.start_problems()))
         content = Content.load(s.mia_content_dir)
         log.info("content loaded in %.0f ms", content.load_seconds * 1000)
         self.store = SQLiteStore(s.mia_db_path)

@@ -136,9 +136,10 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args, settings) -> int:
     from bot.app import MiaApp
 
-    if settings.whatsapp_missing:
-        print(f"MIA cannot start: WhatsApp is partly configured; missing {', '.join(settings.whatsapp_missing)}",
-              file=sys.stderr)
+    problems = settings.start_problems()
+    if problems:
+        for problem in problems:
+            print(f"MIA cannot start: {problem}", file=sys.stderr)
         return 1
     app = MiaApp(settings)
     asyncio.run(app.run_until_stopped())

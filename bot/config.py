@@ -75,6 +75,26 @@ class Settings(BaseSettings):
         return [name for name, value in values.items() if not value]
 
     @property
+    def telegram_missing(self) -> list[str]:
+        """Telegram settings webhook mode still needs: the bot token, and the secret without which
+        anyone could post updates to MIA's webhook."""
+        missing = []
+        if self.telegram_webhook_url and not self.telegram_bot_token:
+            missing.append("TELEGRAM_BOT_TOKEN")
+        if self.telegram_webhook_url and not self.telegram_webhook_secret:
+            missing.append("TELEGRAM_WEBHOOK_SECRET")
+        return missing
+
+    def start_problems(self) -> list[str]:
+        """Why MIA must not start with these settings, in words for the operator (empty: fine)."""
+        problems = []
+        if self.whatsapp_missing:
+            problems.append(f"WhatsApp is partly configured; missing {', '.join(self.whatsapp_missing)}")
+        if self.telegram_missing:
+            problems.append(f"Telegram is partly configured; missing {', '.join(self.telegram_missing)}")
+        return problems
+
+    @property
     def whatsapp_enabled(self) -> bool:
         return bool(self.whatsapp_access_token) and not self.whatsapp_missing
 

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tests.conftest import ROOT, mia_command
 
 
@@ -168,3 +170,18 @@ def test_requests_list_and_export(tmp_path):
     assert [r["applicant_name"] for r in rows] == ["Siti Aminah", "Budi"]
     assert rows[1]["claimed_by"] == "Petugas A (9)" and rows[0]["phone"] == "+6281234567890"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600  # personal data: owner only
+
+
+@pytest.mark.parametrize("env, missing", [
+    ({"WHATSAPP_ACCESS_TOKEN": "EAAG-x", "WHATSAPP_APP_SECRET": "s"},
+     "WhatsApp is partly configured; missing WHATSAPP_VERIFY_TOKEN, WHATSAPP_PHONE_NUMBER_ID"),
+    ({"TELEGRAM_BOT_TOKEN": "123456:T", "TELEGRAM_WEBHOOK_URL": "https://mia.example/telegram"},
+     "Telegram is partly configured; missing TELEGRAM_WEBHOOK_SECRET"),
+])
+def test_run_refuses_a_partly_configured_channel_and_names_what_is_missing(tmp_path, env, missing):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_"))}
+    out = subprocess.run(mia_command() + ["run"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env=dict(clean, MIA_DB_PATH=str(tmp_path / "mia.db"), MIA_WEB_PORT="0", **env))
+    assert out.returncode == 1
+    assert f"MIA cannot start: {missing}" in out.stderr
+    assert "123456:T" not in out.stdout + out.stderr and "EAAG-x" not in out.stdout + out.stderr
