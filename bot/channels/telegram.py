@@ -79,11 +79,7 @@ class TelegramSender:
             message = await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup)
             return str(message.message_id)
         except RetryAfter as exc:
-            with warnings.catch_warnings():  # PTB 22 warns that the type will become timedelta
-                warnings.simplefilter("ignore")
-                wait = exc.retry_after
-            seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
-            raise SendError(f"rate limited: {exc}", retry_after=seconds) from None
+            raise SendError(f"rate limited: {exc}", retry_after=_retry_after(exc)) from None
         except Forbidden as exc:
             raise SendError(f"forbidden: {exc}", permanent=True) from None
         except BadRequest as exc:
@@ -180,7 +176,7 @@ class TelegramChannel:
             except asyncio.CancelledError:
                 raise
             except RetryAfter as exc:
-                await asyncio.sleep(_seconds(exc.retry_after))
+                await asyncio.sleep(_retry_after(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - network trouble: wait and ask again
                 log.warning("telegram: getUpdates failed (%s); retry in %.0fs", exc, delay)
@@ -301,8 +297,12 @@ def _payload(reply: Reply) -> dict:
     return {"text": reply.text, "buttons": [{"title": b.title, "data": button_data(b.payload)} for b in reply.buttons]}
 
 
-def _seconds(value) -> float:
-    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
+def _retry_after(exc: RetryAfter) -> float:
+    """Seconds Telegram asks to wait (PTB 22 warns its type will become timedelta; both are read)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wait = exc.retry_after
+    return wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
 
 
 def _name(user) -> str:
