@@ -41,6 +41,7 @@ class _PlacesFile(_Strict):
     needs_cue: list[str] = []
     outside_aliases: dict[str, str] = {}
     outside_ignore: list[str] = []
+    towns: dict[str, str] = {}  # town name -> code of the district it lies in
 
 
 class Localized(_Strict):
@@ -132,6 +133,16 @@ class District:
 
 
 @dataclass(frozen=True, slots=True)
+class Village:
+    """A desa or kelurahan of South Sumatra, with its postal code."""
+
+    code: str
+    name: str
+    district_code: str
+    postal_code: str
+
+
+@dataclass(frozen=True, slots=True)
 class Regency:
     """A kabupaten or kota of South Sumatra, with its capital and aliases."""
 
@@ -174,6 +185,9 @@ class Knowledge:
     district_aliases: dict[str, tuple[str, ...]]
     needs_cue: frozenset[str]
     outside: dict[str, OutsidePlace]
+    villages: tuple[Village, ...] = ()  # data/villages.json
+    word_zipf: dict[str, float] = field(default_factory=dict)  # how common village-name words are
+    towns: dict[str, str] = field(default_factory=dict)  # data/places.yaml: town -> district code
     _office_by_regency: dict[str, Office] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -224,6 +238,13 @@ def load_knowledge(data_dir: Path) -> Knowledge:
     except (OSError, ValueError) as exc:
         errors.append(ContentError(regions_path, None, f"cannot read: {exc}"))
         regions = None
+    villages_path = data_dir / "villages.json"
+    try:
+        villages_data = json.loads(villages_path.read_text(encoding="utf-8"))
+        villages = tuple(Village(*row) for row in villages_data["villages"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        errors.append(ContentError(villages_path, None, f"cannot read: {exc}"))
+        villages_data, villages = None, ()
     if errors:
         raise ContentErrors(errors)
 
@@ -259,6 +280,12 @@ def load_knowledge(data_dir: Path) -> Knowledge:
     for code in places.district_aliases:
         if code not in district_codes:
             errors.append(ContentError(places_path, None, f"district_aliases: unknown district code {code}"))
+    for town, code in places.towns.items():
+        if code not in district_codes:
+            errors.append(ContentError(places_path, None, f"towns: {town}: unknown district code {code}"))
+    for v in villages:
+        if v.district_code not in district_codes:
+            errors.append(ContentError(villages_path, None, f"village {v.code}: unknown district code {v.district_code}"))
     svc_path = data_dir / "services.yaml"
     for svc in services_file.services:
         for oid in svc.offices:
@@ -293,4 +320,7 @@ def load_knowledge(data_dir: Path) -> Knowledge:
         district_aliases={k: tuple(a.lower() for a in v) for k, v in places.district_aliases.items()},
         needs_cue=frozenset(w.lower() for w in places.needs_cue),
         outside=outside,
+        villages=villages,
+        word_zipf=dict(villages_data.get("word_zipf", {})),
+        towns=dict(places.towns),
     )

