@@ -9,10 +9,10 @@ from typing import Awaitable, Callable
 
 from bot.content import Content
 from bot.dialogue import handoff, lapor_rakit
-from bot.dialogue.state import FORM_KEY, HANDOFF_KEY, HANDOFF_REGION, HOME_KEY
+from bot.dialogue.state import COMPLAINT_REGION, FORM_KEY, HANDOFF_KEY, HANDOFF_REGION, HOME_KEY
 from bot.knowledge import Office, Regency
 from bot.messages import Button, Incoming, Reply
-from bot.nlu.matcher import Understanding
+from bot.nlu.matcher import MARKERS, Understanding
 from bot.nlu.places import PlaceMatch
 from bot.privacy import mask
 from bot.staff import REF_PLACEHOLDER, request_buttons
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 ASK_REGION = "office_for_region"
 LAST_PLACE = "clarified_place"
+LAST_INTENT = "last_intent"  # the previous answer's intent, for follow-ups
+FOLLOW_UP_WORDS = 5  # a follow-up is short...
+FOLLOW_UP_CUES = frozenset("kalau kalo klo kl trus terus lalu bagaimana gimana yang yg what how and if about".split())
 CANCEL_TEXT = "/batal"
 RATE_KEY = "rate"
 LOW_MARGIN = 6.0  # answers won by less than this lead are logged for operators as "low_margin"
@@ -37,6 +40,8 @@ COMMANDS = {
 # Words before an office's town name that make it the office asked about, not a home.
 OFFICE_CUES = frozenset("ke kanim kantor imigrasi atau or to hrs harus ikut".split())
 FALLBACK_BUTTONS = ("help", "human_handoff")
+# A question MIA asked that a place answers: the intent the place completes.
+PENDING_PLACE = {ASK_REGION: ASK_REGION, HANDOFF_REGION: "human_handoff", COMPLAINT_REGION: "complaint"}
 MENU_BUTTONS = ("services_list", "passport_requirements", "office_for_region")
 
 
@@ -220,6 +225,34 @@ class Assistant:
     def respond(self, text: str, state: ConversationState, user_name: str | None = None,
                 now: float | None = None) -> Outcome:
         """Decide the answer to `text` given the conversation state; returns the new state too."""
+        outcome = self._respond(text, state, user_name, now)
+        if outcome.intent is not None:  # what a short follow-up ("kalau di lahat?") refers to
+            outcome.state.data[LAST_INTENT] = outcome.intent
+        elif outcome.replies:
+            outcome.state.data.pop(LAST_INTENT, None)
+        return outcome
+
+    def _follow_up(self, content: Content, text: str, u: Understanding, state: ConversationState) -> Understanding:
+        """A short message that leans on the previous answer, read together with that answer's topic.
+
+        "kalau yang elektronik?" after the fees, "kalau di lahat?" after an office, "berapa lama?"
+        after same-day service: the previous intent's title plus the new words decide.
+        """
+        last = state.data.get(LAST_INTENT)
+        words = [w for w in u.text.split() if w not in MARKERS]
+        if not last or content.intents.get(last) is None or len(words) > FOLLOW_UP_WORDS or u.by_title:
+            return u
+        cue = bool(words) and words[0] in FOLLOW_UP_CUES
+        if u.intent is not None and not cue:
+            return u
+        title = content.intents.get(last).title[state.lang if state.lang in ("id", "en") else "id"]
+        joined = content.matcher.understand(f"{title} {text}")
+        if joined.intent is None:
+            return u
+        return replace(joined, text=u.text, places=u.places, lang=u.lang or joined.lang, also=None)
+
+    def _respond(self, text: str, state: ConversationState, user_name: str | None = None,
+                 now: float | None = None) -> Outcome:
         content = self.content  # one snapshot for the whole message, even if a reload swaps it
         now = time.time() if now is None else now
         new_state = ConversationState(lang=state.lang, pending=None, data=dict(state.data))
@@ -243,15 +276,17 @@ class Assistant:
             return self._cancel(content, new_state, state)
         u = content.matcher.understand(text)
         new_state.lang = u.lang or state.lang
+        if not form and state.pending is None:
+            u = self._follow_up(content, text, u, new_state)
         if form:
             return self._prepend(notes, lapor_rakit.turn(self, content, new_state, text, u, user_name, now))
         intent = u.intent
         confidence = u.confidence
         places = u.places
         has_place = bool(places.matches or places.outside)
-        if state.pending in (ASK_REGION, HANDOFF_REGION) and has_place and (
-                intent is None or intent in (ASK_REGION, "human_handoff")):
-            intent = ASK_REGION if state.pending == ASK_REGION else "human_handoff"
+        awaited = PENDING_PLACE.get(state.pending)
+        if awaited and has_place and (intent is None or intent in (ASK_REGION, "human_handoff", awaited)):
+            intent = awaited
             confidence = max(confidence, 1.0 if u.only_places else 0.9)
 
         if intent is None:
@@ -269,13 +304,16 @@ class Assistant:
             return self._prepend(notes, self._office_for_region(content, new_state, u, confidence, ctx))
         if intent == "callback_request":
             return self._prepend(notes, lapor_rakit.start(self, content, new_state, u, ctx, now))
-        if intent == "human_handoff":
-            return self._prepend(notes, handoff.start(self, content, new_state, u, ctx, user_name))
+        if intent in ("human_handoff", handoff.COMPLAINT):
+            return self._prepend(notes, handoff.start(self, content, new_state, u, ctx, user_name, intent))
         region: Regency | None = ctx["region"]
         office: Office | None = ctx["office"]
+        buttons = content.intents.get(intent).buttons
+        if u.also and u.also != intent:  # a second question in the message: offered first among the buttons
+            buttons = (u.also,) + tuple(b for b in buttons if b != u.also)
         return self._prepend(notes, self._reply(
             content, new_state, content.intents.get(intent).response, intent, confidence,
-            buttons=content.intents.get(intent).buttons, region=region, office=office, place=ctx["place"],
+            buttons=buttons, region=region, office=office, place=ctx["place"],
             user_name=user_name, understanding=u,
         ))
 

@@ -51,6 +51,10 @@ class CheckReport:
         return [p for p in self.problems if p.severity == "warning"]
 
 
+FIELD_FILE = Path("tests/data/field.yaml")  # messages the public wrote: test data, never examples
+NEAR_DUPLICATE = 90.0  # rapidfuzz ratio at which an example copies a field message
+
+
 def check_content(root: Path, progress=None) -> CheckReport:
     """Validate intents, templates and data under root; never raises for content problems."""
     try:
@@ -61,8 +65,37 @@ def check_content(root: Path, progress=None) -> CheckReport:
     problems += _duplicates(content)
     problems += _titles(content)
     problems += _templates(content)
+    problems += _field_copies(content, Path(root) / FIELD_FILE)
     problems += _conflicts(content, progress)
     return CheckReport(problems, content)
+
+
+def _field_copies(content: Content, field_path: Path) -> list[Problem]:
+    """Examples that (nearly) copy a message of the field set: it would stop measuring generalisation."""
+    if not field_path.exists():
+        return []
+    from rapidfuzz import fuzz, process
+
+    from bot.yamlfile import ContentError, load_yaml
+
+    try:
+        data, lines = load_yaml(field_path)
+    except ContentError as exc:
+        return [Problem("error", exc.path, exc.line, exc.message)]
+    field = [(clean(str(d.get("text", ""))), lines.get((i,))) for i, d in enumerate(data or []) if isinstance(d, dict)]
+    if not field:
+        return []
+    examples = [e for it in content.intents.intents for e in it.examples] + list(content.intents.negatives)
+    scores = process.cdist([clean(e.text) for e in examples], [t for t, _ in field], scorer=fuzz.ratio,
+                           score_cutoff=NEAR_DUPLICATE, workers=1)
+    problems = []
+    for i, j in zip(*scores.nonzero()):
+        ex = examples[i]
+        problems.append(Problem("error", ex.source.path, ex.source.line,
+                                f"example '{ex.text}' copies the field message at "
+                                f"{display_path(field_path, field[j][1])} (similarity {scores[i, j]:.0f}): "
+                                "field messages measure how MIA understands the public and never become examples"))
+    return problems
 
 
 def _duplicates(content: Content) -> list[Problem]:

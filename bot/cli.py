@@ -111,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--dry-run", action="store_true", help="only count what would change")
     purge.set_defaults(func=_cmd_db_purge)
 
+    facts = sub.add_parser("facts", help="every fact MIA may state, with its source, age and confidence, oldest first")
+    facts.add_argument("--json", action="store_true", help="print the facts as JSON")
+    facts.set_defaults(func=_cmd_facts)
+
     intents = sub.add_parser("intents", help="check and test the content operators edit")
     isub = intents.add_subparsers(dest="intents_command")
     check = isub.add_parser("check", help="validate intents, templates and data; exit 1 on any error")
@@ -350,6 +354,27 @@ def _cmd_check(args, settings) -> int:
     report = check_content(settings.mia_content_dir, progress=_progress("checking examples"))
     print_report(report, show_warnings=not args.quiet)
     return 1 if report.errors else 0
+
+
+def _cmd_facts(args, settings) -> int:
+    from bot.content import Content
+
+    rows = Content.load(settings.mia_content_dir).knowledge.facts_by_age()
+    if args.json:
+        print(json.dumps([{"file": f"data/{r.file}", "name": r.name, "as_of": r.fact.as_of.isoformat(),
+                           "age_days": r.days, "confidence": r.fact.confidence, "cite": r.fact.cite,
+                           "source": r.fact.source, "changes": r.fact.changes} for r in rows],
+                         ensure_ascii=False, indent=1))
+        return 0
+    print(f"{'per':<10}  {'umur':>9}  {'keyakinan':<11}  {'fakta':<34}  sumber singkat")
+    for r in rows:
+        age = f"{r.days // 30} bln" if r.days >= 60 else f"{r.days} hari"
+        print(f"{r.fact.as_of.isoformat():<10}  {age:>9}  {r.fact.confidence:<11}  "
+              f"{(r.file + ': ' + r.name)[:34]:<34}  {r.fact.cite}")
+    stale = [r for r in rows if r.days > 365]
+    print(f"{len(rows)} fakta; {len(stale)} terakhir dikonfirmasi lebih dari 12 bulan lalu (periksa lebih dulu). "
+          f"Sumber lengkap: mia facts --json.")
+    return 0
 
 
 def _cmd_add_example(args, settings) -> int:

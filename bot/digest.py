@@ -14,6 +14,8 @@ from bot.tasks import BackgroundTask
 log = logging.getLogger(__name__)
 TOP = 5
 WEEK = 7 * 86400
+STALE_DAYS = 365  # facts whose newest source is older than this are listed for checking
+STALE_SHOWN = 10
 
 
 class Digest:
@@ -33,6 +35,7 @@ class Digest:
     async def send(self, now: float | None = None) -> int:
         """Queue the digest for the operators' chat; returns the number of groups in it."""
         now = time.time() if now is None else now
+        await self._send_stale_facts(dt.date.fromtimestamp(now))
         groups = group_unanswered(await self.store.unanswered_since(now - WEEK))[:TOP]
         titles = {it.id: it.title["id"] for it in self.holder.content.intents.intents}
         if not groups:
@@ -54,6 +57,18 @@ class Digest:
             await self.notify_payload({"text": f"{g.count}x: \"{g.example}\"\nTerdekat: {g.nearest_intent or '-'}",
                                        "buttons": buttons})
         return len(groups)
+
+    async def _send_stale_facts(self, today: dt.date) -> None:
+        """Facts last confirmed more than a year ago: the operators should check them."""
+        stale = [r for r in self.holder.content.knowledge.facts_by_age(today) if r.days > STALE_DAYS]
+        if not stale:
+            return
+        lines = [f"- {r.fact.as_of.isoformat()} ({r.days // 30} bulan): data/{r.file}: {r.name}, sumber {r.fact.cite}"
+                 for r in stale[:STALE_SHOWN]]
+        more = f"\n...dan {len(stale) - STALE_SHOWN} lainnya (mia facts)." if len(stale) > STALE_SHOWN else ""
+        await self.notify_payload({"text": f"Fakta yang perlu dicek ulang ({len(stale)} terakhir dikonfirmasi lebih "
+                                           "dari 12 bulan lalu; terlama dulu):\n" + "\n".join(lines) + more,
+                                   "buttons": []})
 
     async def decide(self, data: str, by: str) -> str:
         """Carry out a digest button ("dg:add:ID:N", "dg:to:ID:INTENT", "dg:pick:ID", "dg:ign:ID")."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,7 +17,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Office(_Strict):
+class Localized(_Strict):
+    """A text in Indonesian and English."""
+
+    id: str
+    en: str
+
+
+class LocalizedList(_Strict):
+    id: tuple[str, ...] = ()
+    en: tuple[str, ...] = ()
+
+
+class Sourced(_Strict):
+    """What every fact carries: its full source, the short one citizens read, its date, how sure it is."""
+
+    source: str = Field(min_length=3)
+    cite: str = Field(min_length=2)  # the short source shown under an answer ("PP 45/2024")
+    as_of: date  # the date of the newest source that confirms the fact
+    confidence: Literal["high", "medium-high", "medium", "low"]
+    changes: bool = True  # a fee, rule, unit or quota: answers name its date once it is old
+
+
+class Fact(Sourced):
+    """A passport fact from data/facts.yaml: points to state, per language."""
+
+    text: LocalizedList
+
+
+class Office(Sourced):
     """An immigration office and the regencies it serves. Unknown facts are None."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -27,11 +56,32 @@ class Office(_Strict):
     address: str | None = None
     phone: str | None = None
     hours: str | None = None
-    source: str = Field(min_length=3)
+    mention_for: tuple[str, ...] = ()  # regencies told about this office though it does not serve them yet
+    note: Localized | None = None
+
+
+class ServicePoint(Sourced):
+    """A service point (UKK, a public-service-mall counter) under its parent office."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    parent: str
+    town: str
+    regency: str
+    where: Localized | None = None
+    since: date
+    nearby: tuple[str, ...] = ()  # regencies for which it is the point in or nearest to them
+    offers: LocalizedList = LocalizedList()
+    closed: date | None = None
 
 
 class _OfficesFile(_Strict):
     offices: tuple[Office, ...] = Field(min_length=1)
+    service_points: tuple[ServicePoint, ...] = ()
+
+
+class _FactsFile(_Strict):
+    facts: dict[str, Fact]
 
 
 class _PlacesFile(_Strict):
@@ -42,13 +92,6 @@ class _PlacesFile(_Strict):
     outside_aliases: dict[str, str] = {}
     outside_ignore: list[str] = []
     towns: dict[str, str] = {}  # town name -> code of the district it lies in
-
-
-class Localized(_Strict):
-    """A text in Indonesian and English."""
-
-    id: str
-    en: str
 
 
 class PassportFee(_Strict):
@@ -62,38 +105,22 @@ class Acceleration(_Strict):
     note: Localized
 
 
-class Procedure(_Strict):
-    source: str
-    id: tuple[str, ...]
-    en: tuple[str, ...]
-
-
-class LostDamaged(_Strict):
-    source: str
-    confidence: str
+class LostDamaged(Sourced):
     lost: int
     damaged: int
     disaster_free: bool
-    procedure: Procedure
 
 
-class Fees(_Strict):
+class Fees(Sourced):
     """Passport fees (PNBP) with their legal source."""
 
-    source: str = Field(min_length=3)
-    confidence: str
     passports: tuple[PassportFee, ...]
     acceleration: Acceleration
     ten_year_rule: Localized
     lost_damaged: LostDamaged
 
 
-class LocalizedList(_Strict):
-    id: tuple[str, ...] = ()
-    en: tuple[str, ...] = ()
-
-
-class Service(_Strict):
+class Service(Sourced):
     """A service or innovation of the offices: only the facts its source gives."""
 
     id: str
@@ -102,19 +129,16 @@ class Service(_Strict):
     expansion: str | None = None
     offices: tuple[str, ...] = ()
     facts: LocalizedList
-    source: str = Field(min_length=3)
 
 
-class MPaspor(_Strict):
+class MPaspor(Sourced):
     name: str
     facts: LocalizedList
-    source: str
 
 
-class ServedCount(_Strict):
+class ServedCount(Sourced):
     value: int
     note: Localized
-    source: str
 
 
 class _ServicesFile(_Strict):
@@ -169,6 +193,16 @@ class OutsidePlace:
     province: str
 
 
+@dataclass(frozen=True, slots=True)
+class FactAge:
+    """A fact, where it lives, and how many days ago its newest source confirmed it."""
+
+    file: str
+    name: str
+    fact: Sourced
+    days: int
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """Everything MIA knows as fact, each piece with its source."""
@@ -188,6 +222,8 @@ class Knowledge:
     villages: tuple[Village, ...] = ()  # data/villages.json
     word_zipf: dict[str, float] = field(default_factory=dict)  # how common village-name words are
     towns: dict[str, str] = field(default_factory=dict)  # data/places.yaml: town -> district code
+    facts: dict[str, Fact] = field(default_factory=dict)
+    service_points: tuple[ServicePoint, ...] = ()
     _office_by_regency: dict[str, Office] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -212,6 +248,37 @@ class Knowledge:
         """The regencies an office serves, in the order of data/offices.yaml."""
         return [r for code in office.regencies if (r := self.regency(code)) is not None]
 
+    def points_of(self, office: Office) -> list[ServicePoint]:
+        """The open service points under an office."""
+        return [p for p in self.service_points if p.parent == office.id and p.closed is None]
+
+    def points_near(self, regency_code: str) -> list[ServicePoint]:
+        """Open service points in or nearest to a regency (a district code gives its regency)."""
+        code = ".".join(regency_code.split(".")[:2])
+        return [p for p in self.service_points if code in p.nearby and p.closed is None]
+
+    def offices_mentioned_for(self, regency_code: str) -> list[Office]:
+        """Offices the citizens of a regency are told about though they do not serve it yet."""
+        code = ".".join(regency_code.split(".")[:2])
+        return [o for o in self.offices if code in o.mention_for and code not in o.regencies]
+
+    def facts_by_age(self, today: date | None = None) -> list["FactAge"]:
+        """Every fact with its age in days, oldest first (for `mia facts` and the digest)."""
+        today = today or date.today()
+        rows = [FactAge(file, name, f, (today - f.as_of).days) for file, name, f in self.sourced()]
+        return sorted(rows, key=lambda r: (-r.days, r.file, r.name))
+
+    def sourced(self) -> list[tuple[str, str, Sourced]]:
+        """Every fact MIA may state: (data file, name, fact), in file order."""
+        rows: list[tuple[str, str, Sourced]] = []
+        rows += [("offices.yaml", f"office {o.id}", o) for o in self.offices]
+        rows += [("offices.yaml", f"service point {p.id}", p) for p in self.service_points]
+        rows += [("facts.yaml", name, f) for name, f in self.facts.items()]
+        rows += [("fees.yaml", "passport fees", self.fees), ("fees.yaml", "lost/damaged fees", self.fees.lost_damaged)]
+        rows += [("services.yaml", s.id, s) for s in self.services.values()]
+        rows += [("services.yaml", "mpaspor", self.mpaspor), ("services.yaml", "served_count", self.served_count)]
+        return rows
+
 
 def load_knowledge(data_dir: Path) -> Knowledge:
     """Load and validate data/*.yaml and data/regions.json; raise ContentErrors on problems."""
@@ -232,6 +299,7 @@ def load_knowledge(data_dir: Path) -> Knowledge:
     places = load("places.yaml", _PlacesFile)
     fees = load("fees.yaml", Fees)
     services_file = load("services.yaml", _ServicesFile)
+    facts_file = load("facts.yaml", _FactsFile)
     regions_path = data_dir / "regions.json"
     try:
         regions = json.loads(regions_path.read_text(encoding="utf-8"))
@@ -272,6 +340,21 @@ def load_knowledge(data_dir: Path) -> Knowledge:
             seen[code] = office.id
     for code in sorted(codes - seen.keys()):
         errors.append(ContentError(path, None, f"regency {code} is not served by any office"))
+    for office in offices_file.offices:
+        for code in office.mention_for:
+            if code not in codes:
+                errors.append(ContentError(path, None, f"office '{office.id}': mention_for: unknown regency code {code}"))
+    point_ids: set[str] = set()
+    for point in offices_file.service_points:
+        where = f"service point '{point.id}'"
+        if point.id in point_ids:
+            errors.append(ContentError(path, None, f"{where}: id is used twice"))
+        point_ids.add(point.id)
+        if point.parent not in ids:
+            errors.append(ContentError(path, None, f"{where}: unknown parent office '{point.parent}'"))
+        for code in (point.regency, *point.nearby):
+            if code not in codes:
+                errors.append(ContentError(path, None, f"{where}: unknown regency code {code}"))
     places_path = data_dir / "places.yaml"
     for code in places.aliases:
         if code not in codes:
@@ -323,4 +406,6 @@ def load_knowledge(data_dir: Path) -> Knowledge:
         villages=villages,
         word_zipf=dict(villages_data.get("word_zipf", {})),
         towns=dict(places.towns),
+        facts=dict(facts_file.facts),
+        service_points=offices_file.service_points,
     )

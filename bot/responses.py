@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,40 @@ def join_names(items: list[str], lang: str = "id") -> str:
     return ", ".join(items[:-1]) + word + items[-1]
 
 
+MONTHS = {
+    "id": "Januari Februari Maret April Mei Juni Juli Agustus September Oktober November Desember".split(),
+    "en": "January February March April May June July August September October November December".split(),
+}
+STALE_DAYS = 183  # a changeable fact older than this is stated with its date ("per Desember 2024")
+
+
+def dated(fact: Any, lang: str = "id", today: date | None = None) -> str:
+    """"per Desember 2024" for a changeable fact older than six months, else ""."""
+    as_of = getattr(fact, "as_of", None)
+    if as_of is None or not getattr(fact, "changes", True):
+        return ""
+    if ((today or date.today()) - as_of).days <= STALE_DAYS:
+        return ""
+    month = f"{MONTHS[lang][as_of.month - 1]} {as_of.year}"
+    return f"per {month}" if lang == "id" else f"as of {month}"
+
+
+def cite(facts: Any, lang: str = "id", today: date | None = None) -> str:
+    """The short sources of one or more facts, each dated when old: "PP 45/2024 (per Desember 2024)"."""
+    items = facts if isinstance(facts, (list, tuple)) else [facts]
+    out: list[str] = []
+    for fact in items:
+        if fact is None:
+            continue
+        when = dated(fact, lang, today)
+        # A cite that already names the month ("Republika, Agustus 2022") needs no date after it.
+        said = when and any(f"{MONTHS[m][fact.as_of.month - 1]} {fact.as_of.year}" in fact.cite for m in MONTHS)
+        text = fact.cite if not when or said else f"{fact.cite} ({when})"
+        if text not in out:
+            out.append(text)
+    return "; ".join(out)
+
+
 class SnapshotLoader(BaseLoader):
     """Templates read once into memory, still named by their files (errors show file and line)."""
 
@@ -91,6 +126,8 @@ class Responses:
             )
             env.filters["rupiah"] = rupiah
             env.filters["join_names"] = lambda items, _lang=lang: join_names(items, _lang)
+            env.filters["cite"] = lambda facts, _lang=lang: cite(facts, _lang)
+            env.filters["dated"] = lambda fact, _lang=lang: dated(fact, _lang)
             self.envs[lang] = env
         self._cache: dict[tuple[str, str], Any] = {}
 

@@ -142,9 +142,10 @@ async def test_button_press_is_handled_like_its_text(chat):
 async def test_clarifying_question_keeps_the_place_for_the_chosen_button(chat):
     reply = await chat.say("sy wong lahat, bikin paspor baru bawa apa aja")
     titles = [b.title for b in reply.buttons]
-    assert "Kantor untuk daerah saya" in titles and "Syarat paspor baru" in titles
+    assert "Maksud Anda" in reply.text and "Syarat paspor baru" in titles
     assert "Muaraenim" in reply.text  # the place was understood even if the question was not
-    answer = await chat.say("Kantor untuk daerah saya")
+    answer = await chat.say("Syarat paspor baru")
+    assert "e-KTP" in answer.text
     assert "Lahat" in answer.text and "Kantor Imigrasi Kelas II Non TPI Muaraenim" in answer.text
 
 

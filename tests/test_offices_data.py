@@ -9,27 +9,27 @@ from bot.content import Content
 from bot.store.base import ConversationState
 
 
-def test_third_office_by_data_edit_only(content_copy):
+def test_third_office_takes_its_area_by_data_edit_only(content_copy):
+    """The day the Lubuklinggau office's area is published, an operator moves the regencies."""
     path = content_copy / "data" / "offices.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     moved = ["16.73", "16.05", "16.13"]  # Lubuklinggau, Musi Rawas, Musi Rawas Utara
+    before = Assistant(Content.load(content_copy), store=None).respond("kantor imigrasi utk muratara dimana",
+                                                                       ConversationState())
+    assert before.office == "muaraenim"  # until then: the office of record, and a word about the new one
     for office in data["offices"]:
         office["regencies"] = [c for c in office["regencies"] if c not in moved]
-    data["offices"].append({
-        "id": "lubuklinggau",
-        "name": "Kantor Imigrasi Kelas III Lubuklinggau",
-        "short_name": "Kanim Lubuklinggau",
-        "seat_names": ["lubuklinggau"],
-        "regencies": moved,
-        "address": None, "phone": None, "hours": None,
-        "source": "test: press reports 2025-2026",
-    })
+        if office["id"] == "lubuklinggau":
+            office["regencies"] = moved
+            office["mention_for"] = []
+            office["source"] = "test: the published area"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
     assistant = Assistant(Content.load(content_copy), store=None)
     moved_answer = assistant.respond("kantor imigrasi utk muratara dimana", ConversationState())
     assert moved_answer.office == "lubuklinggau"
-    assert "Kantor Imigrasi Kelas III Lubuklinggau" in moved_answer.replies[0].text
+    assert "Kantor Imigrasi Kelas III Non TPI Lubuklinggau" in moved_answer.replies[0].text
+    assert "belum diumumkan" not in moved_answer.replies[0].text
     stays = assistant.respond("kantor imigrasi utk lahat dimana", ConversationState())
     assert stays.office == "muaraenim"
     listing = assistant.respond("ada berapa kantor imigrasi di sumsel", ConversationState())

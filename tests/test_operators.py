@@ -136,15 +136,15 @@ async def test_digest_button_adds_the_example_keeping_comments(live, content_cop
     items = [p for chat, p in await_sent(live) if "kursi roda" in p["text"]]
     assert items and any(b["data"].startswith("dg:pick:") for b in items[0]["buttons"])
     item_id = int(items[0]["buttons"][-1]["data"].split(":")[2])
-    before = (content_copy / "intents" / "offices.yaml").read_text(encoding="utf-8")
-    result = await live.digest.decide(f"dg:to:{item_id}:office_hours", "Operator Ani")
-    assert "Ditambahkan ke office_hours" in result
-    after = (content_copy / "intents" / "offices.yaml").read_text(encoding="utf-8")
+    before = (content_copy / "intents" / "services.yaml").read_text(encoding="utf-8")
+    result = await live.digest.decide(f"dg:to:{item_id}:services_list", "Operator Ani")
+    assert "Ditambahkan ke services_list" in result
+    after = (content_copy / "intents" / "services.yaml").read_text(encoding="utf-8")
     assert after.count("#") == before.count("#")  # comments kept
     assert "kursi roda" in after
     assert "sudah diputuskan" in await live.digest.decide(f"dg:ign:{item_id}", "Operator Budi")
     confirmed = await live.store.confirmed_examples()
-    assert confirmed and confirmed[0]["intent"] == "office_hours"
+    assert confirmed and confirmed[0]["intent"] == "services_list"
 
 
 def await_sent(app) -> list[tuple[str, dict]]:

@@ -58,14 +58,29 @@ def test_every_documented_edit_and_command_works(content_copy, tmp_path):
             elif first.startswith("# intent baru"):
                 target = re.search(r"intents/\S+\.yaml", first).group(0)
                 _append(content_copy / target, "intents", data)
-            elif first.startswith("# kantor baru"):
-                moved = set(data[0]["regencies"])
+            elif first.startswith("# ubah kantor") or first.startswith("# ubah unit layanan"):
+                key = "offices" if first.startswith("# ubah kantor") else "service_points"
                 offices = content_copy / "data" / "offices.yaml"
                 current = yaml.safe_load(offices.read_text(encoding="utf-8"))
+                moved = {c for change in data for c in change.get("regencies", ())}
                 for office in current["offices"]:
                     office["regencies"] = [c for c in office["regencies"] if c not in moved]
-                current["offices"].extend(data)
+                for change in data:
+                    target = next(o for o in current[key] if o["id"] == change["id"])
+                    target.update(change)
                 offices.write_text(yaml.safe_dump(current, allow_unicode=True, sort_keys=False), encoding="utf-8")
+            elif first.startswith("# ubah fakta"):
+                path = content_copy / "data" / "facts.yaml"
+                current = yaml.safe_load(path.read_text(encoding="utf-8"))
+                for name, change in data.items():
+                    current["facts"][name].update(change)
+                path.write_text(yaml.safe_dump(current, allow_unicode=True, sort_keys=False), encoding="utf-8")
+            elif first.startswith("# pesan warga"):
+                field = content_copy / "field.yaml"
+                field.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+                out = subprocess.run(mia_command() + ["intents", "test", str(field)], cwd=ROOT, env=env,
+                                     capture_output=True, text=True, timeout=120)
+                assert out.returncode == 0 and "Intent accuracy" in out.stdout, out.stderr
             else:
                 raise AssertionError(f"a YAML example without an instruction line: {first}")
             applied["yaml"] += 1
@@ -79,7 +94,7 @@ def test_every_documented_edit_and_command_works(content_copy, tmp_path):
                 kb = Content.load(ROOT).knowledge
                 ImmutableSandboxedEnvironment().from_string(body).render(kb=kb, office=kb.offices[0])
             applied["jinja"] += 1
-    assert applied["sh"] >= 5 and applied["yaml"] == 3 and applied["jinja"] == 3, applied
+    assert applied["sh"] >= 6 and applied["yaml"] == 6 and applied["jinja"] == 3, applied
 
     report = check_content(content_copy)
     assert not report.errors, [str(p) for p in report.errors]
@@ -89,6 +104,10 @@ def test_every_documented_edit_and_command_works(content_copy, tmp_path):
     assert "Muaraenim" in parking.replies[0].text
     moved = assistant.respond("kantor imigrasi utk muratara dimana", ConversationState())
     assert moved.office == "lubuklinggau"
+    sekayu = assistant.respond("bisa bikin e paspor di sekayu gak", ConversationState()).replies[0].text
+    assert "Sejak Maret 2027" in sekayu and "Kanwil Sumsel, Maret 2027" in sekayu
+    ready = assistant.respond("paspor jadi brp hari", ConversationState()).replies[0].text
+    assert "3 hari kerja" in ready and "Ditjen Imigrasi, 2027" in ready
     fees = assistant.respond("harga e-paspor 10 tahun brp", ConversationState())
     assert fees.intent == "passport_fees"
     out = subprocess.run(mia_command() + ["ask", "--json", "ongkos bikin e-paspor skrg brp"], cwd=ROOT, env=env,

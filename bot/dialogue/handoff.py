@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from bot.dialogue.state import HANDOFF_KEY, HANDOFF_REGION
+from bot.dialogue.state import COMPLAINT_REGION, HANDOFF_KEY, HANDOFF_REGION
 
 if TYPE_CHECKING:  # pragma: no cover
     from bot.assistant import Assistant, Outcome
@@ -14,34 +14,40 @@ if TYPE_CHECKING:  # pragma: no cover
     from bot.store.base import ConversationState
 
 INTENT = "human_handoff"
+COMPLAINT = "complaint"  # a complaint is a handoff too: acknowledged, warned about touts, routed to staff
 BACK_TO_BOT = {"kembali ke bot", "kembali ke mia", "back to bot", "/kembali", "/bot", "selesai", "/selesai"}
 
 
 def start(assistant: "Assistant", content: "Content", state: "ConversationState", u: "Understanding",
-          ctx: dict, user_name: str | None) -> "Outcome":
+          ctx: dict, user_name: str | None, intent: str = INTENT) -> "Outcome":
     """Hand the conversation to the staff of the office serving the citizen's regency.
 
     Without a known regency MIA asks for it first: a request must reach the right office.
+    `intent` is human_handoff or complaint; each has its own answer (the template of that name).
     """
     from bot.assistant import Effect
 
     if ctx.get("region") is None:
         home = assistant._home_context(content, state)
         ctx = home if home["region"] is not None else ctx
+    confidence = u.confidence if u else 1.0
     if ctx.get("region") is None:
-        state.pending = HANDOFF_REGION
-        return assistant._reply(content, state, "ask_region", INTENT, u.confidence if u else 1.0, understanding=u)
+        state.pending = COMPLAINT_REGION if intent == COMPLAINT else HANDOFF_REGION
+        template = COMPLAINT if intent == COMPLAINT else "ask_region"
+        return assistant._reply(content, state, template, intent, confidence, understanding=u,
+                                staff_available=False)
     office = ctx["office"]
     available = assistant.has_staff_chat(office.id)
-    outcome = assistant._reply(content, state, "human_handoff", INTENT, u.confidence if u else 1.0,
+    outcome = assistant._reply(content, state, intent, intent, confidence,
                                understanding=u, region=ctx["region"], office=office, place=ctx["place"],
-                               user_name=user_name, staff_available=available)
+                               user_name=user_name, staff_available=available,
+                               buttons=content.intents.get(intent).buttons if not available else ())
     if not available:  # nobody would read the citizen's messages: MIA does not fall silent
         return outcome
     state.data[HANDOFF_KEY] = {"office": office.id, "region": ctx["region"].code, "place": ctx["place"]}
     notice = Effect("staff_notice", office=office.id, template="staff_handoff",
                     context={"place": ctx["place"], "region": ctx["region"].name, "user_name": user_name,
-                             "with_history": True},
+                             "with_history": True, "complaint": intent == COMPLAINT},
                     bind=("handoff", ""))
     return replace(outcome, effects=(notice,))
 

@@ -27,6 +27,7 @@ class _IntentSpec(BaseModel):
     buttons: list[str] = []
     response: str | None = Field(default=None, pattern=INTENT_ID)
     place_bonus: float = Field(default=0.0, ge=0, le=30)
+    small_talk: bool = False
 
 
 class _IntentFile(BaseModel):
@@ -67,6 +68,7 @@ class Intent:
     response: str
     source: Source
     place_bonus: float = 0.0  # added when the message names a place that is not an office's town
+    small_talk: bool = False  # greetings and thanks: around a question they never outrank it
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def load_intents(intents_dir: Path) -> IntentSet:
                     response=it.response or it.id,
                     source=Source(path, line_of(lines, ("intents", i))),
                     place_bonus=it.place_bonus,
+                    small_talk=it.small_talk,
                 )
             )
         negatives.extend(

@@ -1,0 +1,109 @@
+"""How citizens write: follow-ups, two questions at once, greetings around a question, stories, complaints."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.assistant import Assistant
+from bot.store.sqlite import SQLiteStore
+from tests.conftest import Chat
+
+
+async def test_follow_up_about_the_electronic_passport_after_fees(chat):
+    await chat.say("biaya paspor brp")
+    reply = await chat.say("kalau yang elektronik?")
+    assert "Rp650.000" in reply.text and "Rp950.000" in reply.text
+
+
+async def test_follow_up_with_another_place_after_an_office_answer(chat):
+    first = await chat.say("sy di palembang bikin paspor dimana")
+    assert "Kantor Imigrasi Kelas I TPI Palembang" in first.text
+    reply = await chat.say("kalau di lahat?")
+    assert "Lahat" in reply.text and "Kantor Imigrasi Kelas II Non TPI Muaraenim" in reply.text
+
+
+async def test_follow_up_how_long_after_same_day_service(chat):
+    await chat.say("paspor bisa jadi hari itu juga gak")
+    reply = await chat.say("berapa lama?")
+    assert "hari" in reply.text and "percepatan" in reply.text.lower()
+
+
+async def test_a_follow_up_word_alone_without_history_is_not_guessed(chat):
+    reply = await chat.say("kalau yang elektronik?")
+    assert "Rp" not in reply.text or "elektronik" in reply.text.lower()
+
+
+async def test_greeting_and_thanks_around_a_question_answer_the_question(chat):
+    reply = await chat.say("Assalamualaikum min. Mau tanya, syarat bikin paspor baru apa aja ya? Terima kasih")
+    assert "e-KTP" in reply.text and "Kartu Keluarga" in reply.text
+
+
+async def test_two_questions_answer_the_first_and_offer_the_second(chat):
+    reply = await chat.say("Syarat bikin paspor apa aja? Terus biayanya berapa?")
+    assert "e-KTP" in reply.text
+    assert reply.buttons[0].title == "Biaya paspor"
+    fees = await chat.say(reply.buttons[0].payload)
+    assert "Rp350.000" in fees.text
+
+
+async def test_a_story_with_the_question_at_the_end(chat):
+    story = ("Selamat siang. Saya kerja di Jakarta tapi sekarang lagi pulang kampung ke Prabumulih karena orang tua "
+             "sakit, rencananya bulan depan mau umroh bareng ibu saya yang sudah sepuh. Saya belum pernah punya "
+             "paspor sama sekali. Kalau paspor hilang di perjalanan nanti gimana ngurusnya?")
+    reply = await chat.say(story)
+    assert "kepolisian" in reply.text  # the lost-passport procedure, not the umrah answer
+
+
+async def test_english_question_in_a_long_message(chat):
+    reply = await chat.say("Hi there, I'm an Indonesian living in Palembang and I have a trip coming up in a few "
+                           "weeks. My passport was issued in 2017. How long does it take to get a new passport?")
+    assert "working days" in reply.text
+
+
+@pytest.fixture
+async def store(db_path):
+    store = SQLiteStore(db_path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def staff_notices(store, staff_chat: str) -> list:
+    """What the outbox holds for a staff chat (sent or not yet)."""
+    return [row for row in await store.due_outbox(limit=10, now=10**10) if row.chat_id == staff_chat]
+
+
+async def test_complaint_about_a_tout_is_acknowledged_warned_and_routed_to_staff(content, store):
+    assistant = Assistant(content, store, staff_chats={"muaraenim": ("telegram", "-100200")})
+    chat = Chat(assistant, chat_id="warga-lahat")
+    reply = await chat.say("sy wong lahat, td di kantor imigrasi ada calo minta duit 2 juta biar cepet, kecewa nian")
+    assert "calo" in reply.text and "PNBP" in reply.text
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in reply.text
+    notices = await staff_notices(store, "-100200")
+    assert notices and "Keluhan warga" in notices[0].payload["text"]
+    relayed = await chat.say("kejadiannya tadi pagi jam 9 di depan loket")
+    assert relayed.text == ""  # staff have the conversation now: MIA stays silent
+
+
+async def test_complaint_without_a_place_asks_for_it_then_routes(content, store):
+    assistant = Assistant(content, store, staff_chats={"palembang": ("telegram", "-100100")})
+    chat = Chat(assistant, chat_id="warga-x")
+    first = await chat.say("pelayanan paspornya lambat banget, petugasnya jutek")
+    assert "calo" in first.text and "kabupaten/kota" in first.text
+    second = await chat.say("banyuasin")
+    assert "Kantor Imigrasi Kelas I TPI Palembang" in second.text
+    assert await staff_notices(store, "-100100")
+
+
+async def test_neighbouring_topics_get_a_referral_not_a_fallback(chat):
+    ktp = await chat.say("ktp sy blm jadi2 udh 3 bulan, blanko habis trs")
+    assert "Disdukcapil" in ktp.text
+    visa = await chat.say("syarat visa jepang apa aja ya")
+    assert "kedutaan" in visa.text
+    kitas = await chat.say("my kitas expires next month, how do i extend it")
+    assert "imigrasi.go.id" in kitas.text
+
+
+async def test_palembang_malay_question(chat):
+    reply = await chat.say("cak mano caro buat paspor, aku dak pernah punyo")
+    assert "M-Paspor" in reply.text and "wawancara" in reply.text
