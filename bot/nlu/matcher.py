@@ -49,9 +49,9 @@ def acronyms_in(text: str) -> frozenset[str]:
 class Thresholds:
     """When MIA trusts its best guess. Tuned with `mia intents test`, never by hand-picking."""
 
-    accept: float = 30.0  # best score needed to answer
+    accept: float = 32.0  # best score needed to answer
     margin: float = 1.0  # lead over the runner-up needed to answer
-    clarify: float = 27.0  # below this, no "Maksud Anda ...?" question: plain fallback
+    clarify: float = 29.0  # below this, no "Maksud Anda ...?" question: plain fallback
     keyword_bonus: float = 8.0  # added per distinct keyword found (at most two count)
     set_weight: float = 0.7  # token_set_ratio's share of the example score; token_sort_ratio has the rest
     set_candidates: int = 48  # examples per message that get the exact token_set_ratio
@@ -63,6 +63,7 @@ class Thresholds:
     nb_temperature: float = 40.0  # log-likelihoods are divided by this before the softmax
     nb_char_min: int = 3  # word pieces of this many characters...
     nb_char_max: int = 5  # ...up to this many (0: no pieces)
+    nb_piece_weight: float = 1.0  # how much a word piece counts next to a whole word
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +259,9 @@ class IntentMatcher:
         self._nb_totals = counts.sum(axis=0)
         a = self.t.nb_alpha
         self._nb_logp = np.log(counts + a) - np.log(self._nb_totals + a * len(index))[None, :]
+        weights = np.ones(len(index) + 1)
+        weights[[j for f, j in index.items() if f.startswith("#")]] = self.t.nb_piece_weight
+        self._nb_weight = weights
 
     def _word_ids_uncached(self, word: str) -> tuple[int, ...]:
         return tuple(j for f in self._word_features(word) if (j := self._nb_index.get(f)) is not None)
@@ -271,13 +275,14 @@ class IntentMatcher:
         ids = sorted(found)
         if not ids:
             return np.zeros(self._n_groups)
-        loglik = self._nb_logp[ids].sum(axis=0)
+        w = self._nb_weight[ids]
+        loglik = w @ self._nb_logp[ids]
         if exclude is not None:  # leave-one-out: recount the example's intent without it
             g = int(self._group_of[exclude])
             a = self.t.nb_alpha
             counts = self._nb_counts[ids, g] - np.isin(ids, self._nb_rows[exclude])
             total = self._nb_totals[g] - len(self._nb_rows[exclude])
-            loglik[g] = float(np.sum(np.log(counts + a) - np.log(total + a * len(self._nb_index))))
+            loglik[g] = float(w @ (np.log(counts + a) - np.log(total + a * len(self._nb_index))))
         z = loglik / self.t.nb_temperature
         z = np.exp(z - z.max())
         return z / z.sum()
