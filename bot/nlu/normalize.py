@@ -12,7 +12,7 @@ MAX_CHARS = 400
 MAX_TOKENS = 48
 
 _NON_WORD = re.compile(r"[^\w]+", re.UNICODE)
-_REPEAT3 = re.compile(r"(?!\b[ivx]+\b)(\w)\1{2,}", re.UNICODE)
+_REPEAT3 = re.compile(r"(?!\b[ivx]+\b)([^\W\d])\1{2,}", re.UNICODE)  # letters only: "30111" is a postal code
 _REDUP_HYPHEN = re.compile(r"\b(\w{2,})-\1\b", re.UNICODE)
 _REDUP_TWO = re.compile(r"\b([a-z]{3,})2\b")
 _DIGIT_WORD = re.compile(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])")

@@ -180,7 +180,7 @@ class PlaceMatcher:
             by_regency: dict[str, list[str]] = defaultdict(list)
             for dc in sorted(district_codes):
                 by_regency[districts[dc].regency_code].append(dc)
-            # Keyed as the citizen's text reads after clean(), which squeezes "30111" to "3011".
+            # Keyed as the citizen's text reads after clean() (which keeps digits as written).
             self.postal[clean(code)] = tuple(
                 Place(f"Kode pos {code}", reg, dcs[0] if len(dcs) == 1 else None)
                 for reg, dcs in sorted(by_regency.items())
