@@ -100,6 +100,7 @@ class _Prepared:
     tokens: tuple[str, ...]
     places: PlaceResult
     lang: str | None
+    written: tuple[str, ...] = ()  # the words before typo correction (slang expanded): pieces see typos
 
 
 class IntentMatcher:
@@ -352,7 +353,8 @@ class IntentMatcher:
         lang = detect_language(masked, self.lexicon)
         corrected = [w if w in MARKERS else self.correct(w) for w in masked]
         words = expand_slang(corrected, self.lexicon)
-        return _Prepared(" ".join(words), tuple(words), found, lang)
+        written = tuple(expand_slang(masked, self.lexicon))
+        return _Prepared(" ".join(words), tuple(words), found, lang, written)
 
     # -- scoring ----------------------------------------------------------------------
 
@@ -441,7 +443,7 @@ class IntentMatcher:
             best = (1.0 - c) * best + (100.0 * c) * self.coverage(prep.tokens, exclude)
         lw = self.t.learned_weight
         if lw:
-            best = (1.0 - lw) * best + (100.0 * lw) * self.learned(prep.tokens, exclude)
+            best = (1.0 - lw) * best + (100.0 * lw) * self.learned(prep.written or prep.tokens, exclude)
         scores = dict(zip(self._group_ids, best.tolist()))
         padded = f" {prep.text} "
         found: dict[str, dict[str, float]] = {}
