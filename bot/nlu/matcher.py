@@ -63,7 +63,6 @@ class Thresholds:
     nb_temperature: float = 40.0  # log-likelihoods are divided by this before the softmax
     nb_char_min: int = 3  # word pieces of this many characters...
     nb_char_max: int = 5  # ...up to this many (0: no pieces)
-    nb_piece_weight: float = 1.0  # how much a word piece counts next to a whole word
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,32 +236,35 @@ class IntentMatcher:
         return (word, *sorted(pieces))
 
     def _build_learned(self) -> None:
-        """Multinomial Naive Bayes over words and word pairs, counted from the examples.
+        """Multinomial Naive Bayes over words, word pairs and word pieces, counted from the examples.
 
         Fuzzy scores reward an example that shares many common words ("syarat paspor baru");
         the learned posterior weighs each word by how much it tells one intent from the others
         ("anak", "kitas"), which carries over to phrasings no example has. Training is counting,
-        so it costs milliseconds at load time, and leaving one example out is exact.
+        so it costs milliseconds at load time, and leaving one example out is exact. The counts
+        are kept sparse (feature -> the intents using it), so memory grows with the examples,
+        not with features x intents.
         """
         index: dict[str, int] = {}
-        rows: list[list[int]] = []
+        rows: list[np.ndarray] = []
         for text in self._choices:
-            feats = sorted({index.setdefault(f, len(index)) for f in self.features(text.split())})
-            rows.append(feats)
+            rows.append(np.array(sorted({index.setdefault(f, len(index)) for f in self.features(text.split())}),
+                                 dtype=np.int64))
         n_groups = max(len(self._starts), 1)
-        counts = np.zeros((len(index) + 1, n_groups))
-        for i, feats in enumerate(rows):
-            counts[feats, self._group_of[i]] += 1.0
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        feats = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        groups = np.repeat(self._group_of.astype(np.int64), lengths) if rows else np.zeros(0, dtype=np.int64)
+        keys, counts = np.unique(feats * n_groups + groups, return_counts=True)
+        self._nb_group = (keys % n_groups).astype(np.intp)  # per (feature, intent) pair, sorted by feature
+        self._nb_count = counts.astype(np.float64)
+        self._nb_indptr = np.searchsorted(keys // n_groups, np.arange(len(index) + 1))
+        self._nb_totals = np.bincount(groups, minlength=n_groups).astype(np.float64)
         self._nb_index = index
-        self._word_ids = lru_cache(maxsize=50000)(self._word_ids_uncached)
-        self._nb_rows = rows
-        self._nb_counts = counts
-        self._nb_totals = counts.sum(axis=0)
+        self._nb_rows = (feats, np.concatenate([[0], np.cumsum(lengths)]))  # each example's features
         a = self.t.nb_alpha
-        self._nb_logp = np.log(counts + a) - np.log(self._nb_totals + a * len(index))[None, :]
-        weights = np.ones(len(index) + 1)
-        weights[[j for f, j in index.items() if f.startswith("#")]] = self.t.nb_piece_weight
-        self._nb_weight = weights
+        self._nb_gain = np.log1p(self._nb_count / a)  # log(count + a) - log(a): zero where unused
+        self._nb_norm = np.log(self._nb_totals + a * len(index))
+        self._word_ids = lru_cache(maxsize=50000)(self._word_ids_uncached)
 
     def _word_ids_uncached(self, word: str) -> tuple[int, ...]:
         return tuple(j for f in self._word_features(word) if (j := self._nb_index.get(f)) is not None)
@@ -273,17 +275,27 @@ class IntentMatcher:
         found = {j for a, b in zip(words, words[1:]) if (j := self._nb_index.get(f"{a}_{b}")) is not None}
         for w in set(words):
             found.update(self._word_ids(w))
-        ids = sorted(found)
-        if not ids:
+        if not found:
             return np.zeros(self._n_groups)
-        w = self._nb_weight[ids]
-        loglik = w @ self._nb_logp[ids]
+        ids = np.fromiter(sorted(found), dtype=np.int64, count=len(found))
+        starts, ends = self._nb_indptr[ids], self._nb_indptr[ids + 1]
+        lengths = ends - starts
+        offsets = np.cumsum(lengths) - lengths
+        pairs = np.arange(lengths.sum()) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
+        a = self.t.nb_alpha
+        n = len(ids)
+        loglik = n * np.log(a) + np.bincount(self._nb_group[pairs], weights=self._nb_gain[pairs],
+                                             minlength=self._n_groups) - n * self._nb_norm
         if exclude is not None:  # leave-one-out: recount the example's intent without it
             g = int(self._group_of[exclude])
-            a = self.t.nb_alpha
-            counts = self._nb_counts[ids, g] - np.isin(ids, self._nb_rows[exclude])
-            total = self._nb_totals[g] - len(self._nb_rows[exclude])
-            loglik[g] = float(w @ (np.log(counts + a) - np.log(total + a * len(self._nb_index))))
+            feats, bounds = self._nb_rows
+            own = feats[bounds[exclude]:bounds[exclude + 1]]
+            counts = np.zeros(n)
+            mine = self._nb_group[pairs] == g
+            counts[np.repeat(np.arange(n), lengths)[mine]] = self._nb_count[pairs][mine]
+            counts -= np.isin(ids, own)
+            total = self._nb_totals[g] - len(own)
+            loglik[g] = float(np.sum(np.log(counts + a)) - n * np.log(total + a * len(self._nb_index)))
         z = loglik / self.t.nb_temperature
         z = np.exp(z - z.max())
         return z / z.sum()
