@@ -168,12 +168,13 @@ class MiaApp:
             await self.reloader.stop()
         if self.web_server is not None:
             await self.web_server.stop()
+        # The worker before the channels: it must not send through a sender they have closed.
+        if self.worker is not None:
+            await self.worker.stop()
         if self.telegram is not None:
             await self.telegram.stop()
         if self.whatsapp is not None:
             await self.whatsapp.stop()
-        if self.worker is not None:
-            await self.worker.stop()
         if self.store is not None:
             await self.store.close()
 

@@ -12,7 +12,7 @@ from typing import Protocol
 from bot.content import Content
 from bot.dialogue.state import HANDOFF_KEY
 from bot.store.base import CallbackRequest, ConversationState, OutboxItem
-from bot.tasks import BackgroundTask
+from bot.tasks import BackgroundTask, finish, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,15 @@ class Sender(Protocol):
 
 
 class OutboxWorker:
-    """Sends queued messages, in order per chat, retrying with backoff until they arrive."""
+    """Sends queued messages, in order per chat, retrying with backoff until they arrive.
+
+    It reads only rows that are due, then sleeps until the next row falls due, something is
+    queued (`wake`) or a chat's send ends, and at most `poll_seconds` (rows queued by another
+    process, or behind a reply the channel itself is sending): a chat waiting for a retry costs
+    nothing meanwhile.
+    """
+
+    BATCH = 200  # rows read per pass
 
     def __init__(self, store, senders: dict[str, Sender], poll_seconds: float = 1.0, max_backoff: float = 300.0,
                  max_attempts: int = 1000):
@@ -168,6 +176,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task = BackgroundTask("outbox", self._run)
         self._active: dict[tuple[str, str], asyncio.Task] = {}  # chat -> its sending task
+        self._resting: dict[tuple[str, str], float] = {}  # chat -> until when, after an unexpected error
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -177,25 +186,23 @@ class OutboxWorker:
         self._task.start()
 
     async def stop(self) -> None:
+        """Stop reading the outbox; sends in hand get a moment to finish, then are cancelled
+        (their rows stay pending: the next start sends them)."""
         await self._task.stop()
-        for task in list(self._active.values()):
-            task.cancel()
-        if self._active:
-            await asyncio.gather(*self._active.values(), return_exceptions=True)
+        await finish(self._active.values())
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # a wake from now on means another pass
             try:
-                await self._dispatch()
+                delay = await self._dispatch()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the worker must outlive any one failure
                 log.exception("outbox pass failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+                delay = self.poll_seconds
+            if delay > 0:
+                await wait_event(self._wake, delay)
 
     async def run_once(self, now: float | None = None) -> int:
         """One pass, waited for: every chat's due messages, chats side by side; returns how many left."""
@@ -203,25 +210,35 @@ class OutboxWorker:
         groups = await self._due_by_chat(now)
         return sum(await asyncio.gather(*(self._send_chat(items, now) for items in groups.values())))
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self) -> float:
         """One pass of the running worker: a task per chat, so a slow or failing chat (a send
-        waiting for its timeout) never holds up the others, not even until the next pass."""
+        waiting for its timeout) never holds up the others, not even until the next pass.
+        Returns how long to sleep before the next pass (unless woken)."""
         now = time.time()
-        busy = set(self._active)  # a chat whose task ends during the read below may be read stale
-        for key, items in (await self._due_by_chat(now)).items():
-            if key in busy or key in self._active:
-                continue  # its task's end wakes the next pass, which reads the chat afresh
+        self._resting = {k: t for k, t in self._resting.items() if t > now}
+        skip = set(self._active) | set(self._resting)  # a busy chat's task end wakes the next pass
+        channels = list(self.senders)
+        groups = await self._due_by_chat(now, channels, skip)
+        for key, items in groups.items():
+            if key in self._active:
+                continue  # started while the rows were read
             task = asyncio.create_task(self._send_chat(items, now), name=f"outbox {key[0]}:{key[1]}")
             self._active[key] = task
             task.add_done_callback(lambda _t, key=key: self._chat_done(key))
+        if sum(map(len, groups.values())) >= self.BATCH:
+            return 0.0  # more may be due than one read returns: read on, past the chats now busy
+        next_due = await self.store.next_outbox_due(now, channels, skip)
+        delay = self.poll_seconds if next_due is None else min(self.poll_seconds, next_due - now)
+        return max(delay, 0.0)
 
     def _chat_done(self, key: tuple[str, str]) -> None:
         self._active.pop(key, None)
         self._wake.set()  # more may have been queued for that chat meanwhile
 
-    async def _due_by_chat(self, now: float) -> dict[tuple[str, str], list[OutboxItem]]:
+    async def _due_by_chat(self, now: float, channels: list[str] | None = None,
+                           skip=()) -> dict[tuple[str, str], list[OutboxItem]]:
         groups: dict[tuple[str, str], list[OutboxItem]] = {}
-        for item in await self.store.due_outbox(now, limit=200):
+        for item in await self.store.due_outbox(now, limit=self.BATCH, channels=channels, skip=sorted(skip)):
             groups.setdefault((item.channel, item.chat_id), []).append(item)
         return groups
 
@@ -247,8 +264,10 @@ class OutboxWorker:
                 sent += 1
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the next pass tries again
+        except Exception:  # noqa: BLE001 - a later pass tries again
             log.exception("outbox: sending to %s:%s failed", items[0].channel, items[0].chat_id)
+            # Its rows may still be due: rest the chat a while rather than retrying in a loop.
+            self._resting[(items[0].channel, items[0].chat_id)] = time.time() + self.poll_seconds
         return sent
 
     async def _failed(self, item: OutboxItem, exc: SendError, now: float) -> None:
@@ -261,4 +280,5 @@ class OutboxWorker:
         else:
             delay = min(self.max_backoff, 2 ** min(item.attempts, 10)) * random.uniform(0.5, 1.0)
         log.warning("outbox %s to %s:%s failed (%s); retry in %.1fs", item.id, item.channel, item.chat_id, exc, delay)
-        await self.store.outbox_failed(item, str(exc), now + delay)
+        # From when the attempt ended: a send that hung until its timeout is not retried at once.
+        await self.store.outbox_failed(item, str(exc), max(now, time.time()) + delay)

@@ -9,6 +9,7 @@ from typing import Callable
 from bot.messages import Incoming, Reply
 from bot.staff import SendError
 from bot.store.base import OutboxItem
+from bot.tasks import STOP_GRACE_SECONDS, finish
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ class LeasedReplies:
             task.add_done_callback(self._tasks.discard)
         return outcome
 
-    async def wait(self, timeout: float = 10.0) -> None:
-        """Let the sends in hand finish (on stop)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+    async def wait(self, timeout: float = STOP_GRACE_SECONDS) -> None:
+        """On stop: let the sends in hand finish for a moment, then cancel them (their rows stay
+        leased; the next start releases them, as after a crash)."""
+        await finish(set(self._tasks), timeout)
 
     async def _send(self, chat_id: str, items: list[OutboxItem]) -> None:
         entry = self._locks.setdefault(chat_id, [asyncio.Lock(), 0])

@@ -164,8 +164,9 @@ class WebServer:
     """Runs a Starlette app with uvicorn as a task of the running event loop."""
 
     def __init__(self, app: Starlette, host: str, port: int):
+        # On stop, a request still open after a second (a slow client) is cut: shutdown stays prompt.
         self.server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                                  access_log=False))
+                                                  access_log=False, timeout_graceful_shutdown=1))
         self.task = None
 
     async def start(self) -> None:

@@ -25,6 +25,7 @@ from bot.channels.delivery import LeasedReplies
 from bot.channels.http import BodyTooLarge, read_body
 from bot.messages import Incoming, Reply
 from bot.staff import SendError
+from bot.tasks import finish
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class WhatsAppChannel:
         # slow Graph API answer to one chat never holds up the next stored update.
         self.replies = LeasedReplies(assistant, sender, CHANNEL, _payload, on_queue)
         self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
 
     def routes(self) -> list[Route]:
         return [Route("/whatsapp/webhook", self.verify, methods=["GET"]),
@@ -180,8 +182,8 @@ class WhatsAppChannel:
         self._spawn()  # updates stored before a restart but not yet handled
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            await task
+        self._stopping = True  # the update in hand is finished; the rest wait in the inbox for the next start
+        await finish(set(self._tasks))
         await self.replies.wait()
         await self.sender.stop()
 
@@ -221,6 +223,8 @@ class WhatsAppChannel:
         """Handle stored updates in arrival order, one pass at a time."""
         async with self._lock:
             for row_id, raw in await self.store.pending_whatsapp_updates():
+                if self._stopping:
+                    return
                 error = None
                 try:
                     await self._handle(json.loads(raw))

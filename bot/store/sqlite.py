@@ -27,6 +27,17 @@ async def _recent_turns(db: aiosqlite.Connection, channel: str, chat_id: str, li
     return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
 
 
+# Outbox rows of the given channels (a JSON list; null: all) and not of the skipped chats
+# (a JSON list of "channel chat_id"; channel names have no space).
+_OUTBOX_FILTER = ("(:channels IS NULL OR channel IN (SELECT value FROM json_each(:channels))) "
+                  "AND channel || ' ' || chat_id NOT IN (SELECT value FROM json_each(:skip))")
+
+
+def _outbox_filter_args(channels: list[str] | None, skip) -> dict:
+    return {"channels": None if channels is None else json.dumps(list(channels)),
+            "skip": json.dumps([f"{c} {i}" for c, i in skip])}
+
+
 def _request(row) -> CallbackRequest:
     return CallbackRequest(ref=row[0], channel=row[1], chat_id=row[2], office=row[3], region=row[4],
                            fields=json.loads(row[5]), status=row[6], created_at=row[7], claimed_by=row[8],
@@ -172,6 +183,10 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # The outbox worker asks, per chat, whether an older row holds a row back.
+    """
+    CREATE INDEX outbox_chat ON outbox (channel, chat_id, status, id);
+    """,
 )
 
 
@@ -247,15 +262,32 @@ class SQLiteStore:
         async with self._require().execute("PRAGMA user_version") as cur:
             return (await cur.fetchone())[0]
 
-    async def due_outbox(self, now: float, limit: int = 50) -> list[OutboxItem]:
-        """Pending outbox rows, oldest first, including ones not yet due (for ordering)."""
+    async def due_outbox(self, now: float, limit: int = 50, channels: list[str] | None = None,
+                         skip: list[tuple[str, str]] = ()) -> list[OutboxItem]:
+        """Pending rows that are due and that no older row of their chat holds back (a chat's
+        messages leave in order), oldest first: only what can be sent now is read. Optionally
+        only of `channels`, and not of the chats in `skip` ((channel, chat id) pairs)."""
         async with self._require().execute(
-            "SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM outbox WHERE status = 'pending' "
-            "ORDER BY id LIMIT ?",
-            (limit,),
+            "SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM outbox o WHERE status = 'pending' "
+            f"AND next_attempt_at <= :now AND {_OUTBOX_FILTER} AND NOT EXISTS (SELECT 1 FROM outbox e "
+            "WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id "
+            "AND e.next_attempt_at > :now) ORDER BY id LIMIT :limit",
+            {"now": now, "limit": limit, **_outbox_filter_args(channels, skip)},
         ) as cur:
             rows = await cur.fetchall()
         return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    async def next_outbox_due(self, now: float, channels: list[str] | None = None,
+                              skip: list[tuple[str, str]] = ()) -> float | None:
+        """When the next chat's oldest pending row falls due after `now` (None: no such row):
+        the outbox worker sleeps until then instead of reading rows that are not due."""
+        async with self._require().execute(
+            "SELECT min(next_attempt_at) FROM outbox o WHERE status = 'pending' AND next_attempt_at > :now "
+            f"AND {_OUTBOX_FILTER} AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' "
+            "AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id)",
+            {"now": now, **_outbox_filter_args(channels, skip)},
+        ) as cur:
+            return (await cur.fetchone())[0]
 
     async def _tx(self, fn):
         """fn(sqlite3 connection) as one transaction in one hop; returns its result."""
