@@ -39,22 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-class _Redact(logging.Filter):
-    """Replaces secrets in every log line (Bot API URLs carry the token)."""
-
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
-        return True
-
-
 def secure_logging(settings) -> None:
     """No secret in the logs: quiet the HTTP client's per-request lines and redact the rest."""
     for noisy in ("httpx", "httpcore"):
@@ -62,10 +46,10 @@ def secure_logging(settings) -> None:
     secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.telegram_webhook_secret,
                                               settings.whatsapp_access_token, settings.whatsapp_app_secret,
                                               settings.whatsapp_verify_token) if v]
-    from bot.privacy import MaskingFilter
+    from bot.privacy import MaskingFilter, SecretFilter
 
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_Redact(secrets))
+        handler.addFilter(SecretFilter(secrets))
         handler.addFilter(MaskingFilter())  # phone numbers (WhatsApp ids), NIK, e-mail
 
 
@@ -252,15 +236,11 @@ def _cmd_requests_list(args, settings) -> int:
 
 
 def _cmd_requests_export(args, settings) -> int:
-    import csv
-    import os
+    from bot.csvfile import private_csv
 
     requests = asyncio.run(_load_requests(settings, args.office, args.status))
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
     # Health and contact data: the file is readable by its owner only.
-    fd = os.open(args.csv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    with private_csv(args.csv) as writer:
         writer.writerow(EXPORT_COLUMNS)
         for r in requests:
             row = {"ref": r.ref, "office": r.office, "region": r.region, "status": r.status,
@@ -268,7 +248,6 @@ def _cmd_requests_export(args, settings) -> int:
                    "claimed_at": _when(r.claimed_at), "done_by": r.done_by or "", "done_at": _when(r.done_at),
                    **{k: r.fields.get(k, "") for k in EXPORT_COLUMNS if k in r.fields}}
             writer.writerow([row.get(c, "") for c in EXPORT_COLUMNS])
-    os.chmod(args.csv, 0o600)
     print(f"{len(requests)} request(s) written to {args.csv}")
     return 0
 
@@ -288,8 +267,6 @@ async def _with_store(settings, work):
 
 
 def _cmd_report_unanswered(args, settings) -> int:
-    import csv
-
     from bot.reports import group_unanswered, since_timestamp
 
     try:
@@ -307,9 +284,9 @@ def _cmd_report_unanswered(args, settings) -> int:
     for n, g in enumerate(groups, 1):
         print(f"{n:>3}. {g.count:>4}x  \"{g.example}\"  -> terdekat/nearest: {g.nearest_intent or '-'}")
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
+        from bot.csvfile import private_csv
+
+        with private_csv(args.csv) as w:  # citizens' words: owner only
             w.writerow(["count", "example", "nearest_intent", "offices", "texts"])
             for g in groups:
                 w.writerow([g.count, g.example, g.nearest_intent or "", " ".join(f"{k}:{v}" for k, v in g.offices.items()),

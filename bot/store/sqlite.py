@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -207,6 +208,12 @@ class SQLiteStore:
         """Open the database, creating the file and applying migrations as needed."""
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Personal data: a new database is its owner's only (SQLite gives the -wal and -shm
+            # files the database file's mode).
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         await self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         await self._db.execute("PRAGMA journal_mode = WAL")
