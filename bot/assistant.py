@@ -109,6 +109,8 @@ class Assistant:
                 return None
             limited = self._rate_limited(state)
             if limited is not None:
+                if record is not None and limited.replies:  # the channel delivers the slow-down message
+                    await record(unit, msg, limited)
                 await unit.save_state(msg.channel, msg.chat_id, limited.state)
                 return limited
             words = msg.text.strip().split()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from starlette.requests import Request
 
 
@@ -19,3 +21,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(raw) > limit:
             raise BodyTooLarge
     return raw
+
+
+def is_unicode(text: str) -> bool:
+    """False for text that cannot be stored (a lone surrogate such as "\\ud800" from JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of a secret from a request; any text (non-ASCII too) is just wrong."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))

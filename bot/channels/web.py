@@ -11,13 +11,14 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.assistant import Assistant, Outcome
-from bot.channels.http import BodyTooLarge, read_body
+from bot.channels.http import BodyTooLarge, is_unicode, read_body
 from bot.messages import Incoming
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class WebChannel:
                 Route("/api/lang", self.set_lang, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=STATIC), name="static"),
             ]
-        return Starlette(routes=routes + list(extra_routes or []))
+        return Starlette(routes=routes + list(extra_routes or []), middleware=[Middleware(SecurityHeaders)])
 
     # -- session --------------------------------------------------------------------------
 
@@ -96,17 +97,19 @@ class WebChannel:
             try:
                 after = int(request.query_params.get("after", "0"))
             except ValueError:
-                return JSONResponse({"error": "after must be a number"}, status_code=400)
+                after = -1
+            if not 0 <= after < 2**63:  # SQLite's integers: a larger one would be an OverflowError
+                return JSONResponse({"error": "after must be a message id"}, status_code=400)
             rows = [] if new else await self.assistant.store.web_messages(sid, after)
             return self._with_cookie(JSONResponse({"messages": rows}), sid, new)
         body = await self._json(request)
         if isinstance(body, Response):
             return body
         text = body.get("text")
-        if not isinstance(text, str):
+        if not isinstance(text, str) or not is_unicode(text):
             return JSONResponse({"error": "text must be a string"}, status_code=400)
         message_id = body.get("message_id") or uuid.uuid4().hex
-        if not isinstance(message_id, str) or len(message_id) > 64:
+        if not isinstance(message_id, str) or len(message_id) > 64 or not is_unicode(message_id):
             return JSONResponse({"error": "message_id must be a short string"}, status_code=400)
         incoming = Incoming(CHANNEL, sid, text[:MAX_TEXT], f"{sid}:{message_id}")
         rows: list[dict] = []
@@ -145,11 +148,41 @@ class WebChannel:
             return JSONResponse({"error": "request too large"}, status_code=413)
         try:
             body = json.loads(raw or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             return JSONResponse({"error": "body must be JSON"}, status_code=400)
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
         return body
+
+
+# The page loads nothing from elsewhere and runs no inline script: everything but its own
+# files is refused, and no other site may frame it (clickjacking).
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                 b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                 b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every response."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), *SECURITY_HEADERS])
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class _QuietServer(uvicorn.Server):

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from bot.assistant import Assistant
 from bot.channels.delivery import LeasedReplies
-from bot.channels.http import BodyTooLarge, read_body
+from bot.channels.http import BodyTooLarge, read_body, same_secret
 from bot.messages import Incoming, Reply
 from bot.staff import SendError
 from bot.tasks import finish
@@ -89,7 +89,7 @@ def verify_signature(app_secret: str, raw: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len("sha256="):])
+    return same_secret(header[len("sha256="):], expected)
 
 
 class WhatsAppSender:
@@ -189,7 +189,7 @@ class WhatsAppChannel:
 
     async def verify(self, request: Request) -> Response:
         q = request.query_params
-        if q.get("hub.mode") == "subscribe" and hmac.compare_digest(q.get("hub.verify_token", ""), self.verify_token):
+        if q.get("hub.mode") == "subscribe" and same_secret(q.get("hub.verify_token", ""), self.verify_token):
             return PlainTextResponse(q.get("hub.challenge", ""))
         return PlainTextResponse("forbidden", status_code=403)
 
@@ -205,7 +205,7 @@ class WhatsAppChannel:
             return JSONResponse({"error": "bad signature"}, status_code=403)
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return JSONResponse({"error": "body must be JSON"}, status_code=400)
         if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
             return JSONResponse({"error": "not a WhatsApp Business Account update"}, status_code=400)
@@ -225,15 +225,17 @@ class WhatsAppChannel:
             for row_id, raw in await self.store.pending_whatsapp_updates():
                 if self._stopping:
                     return
-                error = None
                 try:
-                    await self._handle(json.loads(raw))
+                    errors = await self._handle(json.loads(raw))
                 except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
                     log.exception("whatsapp update %s failed", row_id)
-                    error = repr(exc)[:500]
-                await self.store.whatsapp_update_done(row_id, error)
+                    errors = [repr(exc)]
+                await self.store.whatsapp_update_done(row_id, "; ".join(errors)[:500] or None)
 
-    async def _handle(self, body: dict) -> None:
+    async def _handle(self, body: dict) -> list[str]:
+        """Every status and message of an update, each on its own: a malformed one costs the
+        others nothing. Returns what went wrong."""
+        errors = []
         for entry in body.get("entry", []):
             for change in entry.get("changes", []):
                 value = change.get("value", {})
@@ -243,16 +245,23 @@ class WhatsAppChannel:
                     for key in ("wa_id", "user_id"):
                         if contact.get(key):
                             names[contact[key]] = name
-                for status in value.get("statuses", []):
-                    await self._status(status)
-                for message in value.get("messages", []):
-                    await self._message(message, names)
+                items = [(self._status, (s,)) for s in value.get("statuses", [])]
+                items += [(self._message, (m, names)) for m in value.get("messages", [])]
+                for handle, args in items:
+                    try:
+                        await handle(*args)
+                    except Exception as exc:  # noqa: BLE001
+                        log.exception("whatsapp: an item of an update failed")
+                        errors.append(repr(exc)[:200])
+        return errors
 
     async def _status(self, status: dict) -> None:
         codes = [e.get("code") for e in status.get("errors", [])]
         chat_id = status.get("recipient_id") or status.get("recipient_user_id") or ""
-        await self.store.record_whatsapp_status(status.get("id", ""), status.get("status", ""), chat_id,
-                                                codes[0] if codes else None)
+        new = await self.store.record_whatsapp_status(str(status.get("id", "")), str(status.get("status", "")),
+                                                      chat_id, codes[0] if codes else None)
+        if not new:
+            return  # a replay: it must not close a window the citizen has opened since
         if WINDOW_CLOSED in codes and chat_id:
             await self.store.close_whatsapp_window(chat_id)
 
@@ -260,7 +269,10 @@ class WhatsAppChannel:
         chat_id = message.get("from") or message.get("from_user_id")
         if not chat_id or message.get("group_id"):
             return
-        sent_at = float(message.get("timestamp") or time.time())
+        if not message.get("id"):
+            log.warning("whatsapp: a message without an id ignored")
+            return
+        sent_at = _sent_at(message.get("timestamp"))
         options = await self.store.touch_whatsapp_contact(chat_id, sent_at)
         kind = message.get("type")
         text, location = "", None
@@ -280,6 +292,16 @@ class WhatsAppChannel:
             location = (loc.get("latitude"), loc.get("longitude"))
         incoming = Incoming(CHANNEL, chat_id, text, message["id"], user_name=names.get(chat_id), location=location)
         await self.replies.answer(incoming)
+
+
+def _sent_at(timestamp) -> float:
+    """When the citizen wrote, never later than now: a timestamp in the future must not hold the
+    24-hour window open."""
+    now = time.time()
+    try:
+        return min(float(timestamp), now)
+    except (TypeError, ValueError, OverflowError):
+        return now
 
 
 def _payload(reply: Reply) -> dict:

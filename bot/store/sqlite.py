@@ -386,10 +386,16 @@ class SQLiteStore:
         await self._tx(lambda conn: conn.execute("UPDATE whatsapp_contacts SET last_inbound_at = 0 WHERE chat_id = ?",
                                                  (chat_id,)))
 
-    async def record_whatsapp_status(self, message_id: str, status: str, chat_id: str, error_code: int | None) -> None:
-        await self._tx(lambda conn: conn.execute(
-            "INSERT INTO whatsapp_statuses (message_id, status, chat_id, error_code, recorded_at) "
-            "VALUES (?, ?, ?, ?, ?)", (message_id, status, chat_id, error_code, time.time())))
+    async def record_whatsapp_status(self, message_id: str, status: str, chat_id: str, error_code: int | None) -> bool:
+        """Record a delivery status once; False for a status already recorded (a replay)."""
+        def run(conn) -> bool:
+            if not _claim(conn, "whatsapp", f"status:{message_id}:{status}"):
+                return False
+            conn.execute("INSERT INTO whatsapp_statuses (message_id, status, chat_id, error_code, recorded_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (message_id, status, chat_id, error_code, time.time()))
+            return True
+
+        return await self._tx(run)
 
     async def unanswered_since(self, since: float, office: str | None = None) -> list[dict]:
         """Logged unanswered questions since a time, oldest first."""
