@@ -107,3 +107,10 @@ async def test_neighbouring_topics_get_a_referral_not_a_fallback(chat):
 async def test_palembang_malay_question(chat):
     reply = await chat.say("cak mano caro buat paspor, aku dak pernah punyo")
     assert "M-Paspor" in reply.text and "wawancara" in reply.text
+
+
+async def test_a_village_named_with_its_cue_word_alone_is_understood_as_a_place(chat):
+    reply = await chat.say("kelurahan rantau kumpai")
+    assert "Rantau Kumpai" in reply.text and "Maaf" not in reply.text
+    answer = await chat.say(reply.buttons[0].payload)
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in answer.text

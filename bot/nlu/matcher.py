@@ -11,11 +11,12 @@ from rapidfuzz import fuzz, process
 
 from bot.nlu.intents import Example, IntentSet
 from bot.nlu.normalize import MAX_CHARS, Lexicon, clean, detect_language, expand_slang, split_digits
-from bot.nlu.places import PlaceMatcher, PlaceResult
+from bot.nlu.places import CUE_WORDS, FILLER_WORDS, PlaceMatcher, PlaceResult
 
 PLACE_TOKEN = "xloc"  # stands for a place named in the message
 OFFICE_TOKEN = "xkanim"  # stands for an office named by its town ("kanim palembang")
 MARKERS = frozenset((PLACE_TOKEN, OFFICE_TOKEN))
+PLACE_WORDS = CUE_WORDS | FILLER_WORDS  # words that only frame a place ("desa", "kec", "saya di")
 OFFICE_WORDS = frozenset("kanim kantor imigrasi imigrasinya office".split())
 SUFFIXES = ("nya", "lah", "kah", "dong")
 OUT_OF_SCOPE = "__out_of_scope__"
@@ -89,8 +90,9 @@ class Understanding:
 
     @property
     def only_places(self) -> bool:
-        """The message named places and nothing else ("lahat", "saya di baturaja")."""
-        return set(self.text.split()) <= MARKERS
+        """The message named places and nothing else ("lahat", "saya di baturaja", "kelurahan x kec y")."""
+        words = set(self.text.split())
+        return bool(words & MARKERS) and words <= MARKERS | PLACE_WORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,7 @@ class IntentMatcher:
         for repl in lexicon.slang.values():
             vocab.update(repl)
         vocab.update(lexicon.english, lexicon.indonesian)
+        vocab.update(PLACE_WORDS)  # "kelurahan" is not a typo of "keluhan"
         vocab -= {k for k in places.names if " " not in k}  # places are entities, not vocabulary
         vocab.discard("")
         self.vocab = frozenset(vocab)
