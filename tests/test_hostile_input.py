@@ -4,6 +4,7 @@ answers instead of 500s, malformed and replayed WhatsApp updates, the rate limit
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 
@@ -140,3 +141,48 @@ async def test_the_slow_down_message_reaches_a_whatsapp_citizen_once(mia, graph)
     texts = [shown_text(b) for b in await settle(graph, timeout=10)]
     assert len(texts) == 4 and all("Rp350.000" in t for t in texts[:3])
     assert "terlalu cepat" in texts[3]
+
+
+# -- web sessions -----------------------------------------------------------------------------
+
+
+async def handoff_on_the_web(mia) -> tuple[str, str]:
+    """A web citizen asks for an officer; (the citizen's session key, what the staff chat read)."""
+    await mia.http.post("/api/messages", json={"text": "saya mau bicara dengan petugas"})
+    await mia.http.post("/api/messages", json={"text": "palembang"})
+    staff = mia.worker.senders["telegram"]
+    deadline = time.monotonic() + 10
+    while not staff.sent:
+        assert time.monotonic() < deadline, "no staff notification"
+        await asyncio.sleep(0.05)
+    return mia.http.cookies["mia_session"], staff.sent[0][1]["text"]
+
+
+async def test_staff_never_see_the_session_key_and_what_they_see_is_no_login(mia):
+    key, notice = await handoff_on_the_web(mia)
+    assert "Kanal: web" in notice
+    assert key[:8] not in notice and key[-8:] not in notice
+    shown = re.search(r"chat (\w+)", notice).group(1)
+    async with httpx.AsyncClient(base_url=mia.web_url, cookies={"mia_session": shown}) as other:
+        r = await other.get("/api/messages")
+        assert r.json()["messages"] == [] and r.cookies.get("mia_session") not in (None, shown)
+    assert len((await mia.http.get("/api/messages")).json()["messages"]) >= 4  # the citizen's own transcript
+
+
+async def test_session_keys_are_stored_hashed(mia):
+    key, _ = await handoff_on_the_web(mia)
+    db = mia.settings.mia_db_path
+    stored = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    assert key.encode() not in stored and key[:32].encode() not in stored and key[32:].encode() not in stored
+
+
+@pytest.mark.parametrize("chosen", ["0" * 32, "a" * 64, "7727a013" * 8])
+async def test_a_session_id_the_server_never_issued_gets_a_fresh_session(mia, chosen):
+    async with httpx.AsyncClient(base_url=mia.web_url, cookies={"mia_session": chosen}) as browser:
+        r = await browser.post("/api/messages", json={"text": "biaya paspor brp"})
+        issued = r.cookies.get("mia_session")
+        assert r.status_code == 200 and issued and issued != chosen
+    async with httpx.AsyncClient(base_url=mia.web_url, cookies={"mia_session": chosen}) as attacker:
+        assert (await attacker.get("/api/messages")).json()["messages"] == []
+    async with httpx.AsyncClient(base_url=mia.web_url, cookies={"mia_session": issued}) as citizen:
+        assert any("Rp350.000" in m["text"] for m in (await citizen.get("/api/messages")).json()["messages"])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import secrets
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -30,6 +33,22 @@ MAX_BODY = 16 * 1024  # bytes of one API request
 MAX_TEXT = 4000  # characters of one message
 
 
+SECRET_META = "web_session_secret"
+
+
+def session_chat(key: str) -> str:
+    """The conversation id of a session key: a hash, so neither the database nor the staff chat
+    (which shows it) holds anything that works as the cookie."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    key: str  # the cookie: a random nonce and its signature, known to the browser only
+    chat: str  # the conversation id everything else uses
+    new: bool  # issued by this response
+
+
 def _buttons(reply) -> list[dict]:
     return [{"title": b.title, "payload": b.payload} for b in reply.buttons]
 
@@ -48,12 +67,13 @@ class WebSender:
 
 
 class WebChannel:
-    """Serves the page and the API; the session id lives in an HttpOnly cookie."""
+    """Serves the page and the API; the session key lives in an HttpOnly cookie."""
 
     def __init__(self, assistant: Assistant, secure_cookie: bool = False):
         self.assistant = assistant
         self.secure_cookie = secure_cookie
         self.sender = WebSender(assistant.store)
+        self._secret: bytes | None = None  # signs the session keys this server issues
 
     def app(self, page: bool = True, extra_routes: list | None = None) -> Starlette:
         """The server's routes: the chat page and its API (when `page`), plus other channels' webhooks."""
@@ -69,30 +89,39 @@ class WebChannel:
 
     # -- session --------------------------------------------------------------------------
 
-    def _session(self, request: Request) -> tuple[str, bool]:
-        """(session id, is new). Ids are 128-bit random: they cannot be guessed."""
-        sid = request.cookies.get(COOKIE, "")
-        if len(sid) == 32 and sid.isalnum():
-            return sid, False
-        return secrets.token_hex(16), True
+    async def _session(self, request: Request) -> Session:
+        """The request's session: the cookie's, if this server issued it, else a fresh one (an id
+        chosen by someone else is never adopted: no session fixation)."""
+        if self._secret is None:
+            self._secret = (await self.assistant.store.meta_default(SECRET_META, secrets.token_hex(32))).encode()
+        key = request.cookies.get(COOKIE, "")
+        if len(key) == 64 and hmac.compare_digest(key[32:].encode("utf-8", "surrogatepass"), self._sign(key[:32])):
+            return Session(key, session_chat(key), False)
+        key = secrets.token_hex(16)
+        key += self._sign(key).decode()
+        return Session(key, session_chat(key), True)
 
-    def _with_cookie(self, response: Response, sid: str, new: bool) -> Response:
-        if new:
-            response.set_cookie(COOKIE, sid, max_age=90 * 24 * 3600, httponly=True, samesite="strict",
+    def _sign(self, nonce: str) -> bytes:
+        return hmac.new(self._secret, nonce.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32].encode()
+
+    def _with_cookie(self, response: Response, session: Session) -> Response:
+        if session.new:
+            response.set_cookie(COOKIE, session.key, max_age=90 * 24 * 3600, httponly=True, samesite="strict",
                                 secure=self.secure_cookie)
         return response
 
     # -- routes ---------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        sid, new = self._session(request)
-        return self._with_cookie(FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"}), sid, new)
+        session = await self._session(request)
+        return self._with_cookie(FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"}), session)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     async def messages(self, request: Request) -> Response:
-        sid, new = self._session(request)
+        session = await self._session(request)
+        chat = session.chat
         if request.method == "GET":
             try:
                 after = int(request.query_params.get("after", "0"))
@@ -100,8 +129,8 @@ class WebChannel:
                 after = -1
             if not 0 <= after < 2**63:  # SQLite's integers: a larger one would be an OverflowError
                 return JSONResponse({"error": "after must be a message id"}, status_code=400)
-            rows = [] if new else await self.assistant.store.web_messages(sid, after)
-            return self._with_cookie(JSONResponse({"messages": rows}), sid, new)
+            rows = [] if session.new else await self.assistant.store.web_messages(chat, after)
+            return self._with_cookie(JSONResponse({"messages": rows}), session)
         body = await self._json(request)
         if isinstance(body, Response):
             return body
@@ -111,23 +140,24 @@ class WebChannel:
         message_id = body.get("message_id") or uuid.uuid4().hex
         if not isinstance(message_id, str) or len(message_id) > 64 or not is_unicode(message_id):
             return JSONResponse({"error": "message_id must be a short string"}, status_code=400)
-        incoming = Incoming(CHANNEL, sid, text[:MAX_TEXT], f"{sid}:{message_id}")
+        incoming = Incoming(CHANNEL, chat, text[:MAX_TEXT], f"{chat}:{message_id}")
         rows: list[dict] = []
 
         async def record(unit, msg: Incoming, outcome: Outcome) -> None:
             # The transcript commits with the conversation state: a reload shows exactly this.
             if msg.text.strip() != "/start":  # the page's own greeting request is not the citizen's words
-                user_id = await unit.add_web_message(sid, "user", msg.text, [])
+                user_id = await unit.add_web_message(chat, "user", msg.text, [])
                 rows.append({"id": user_id, "role": "user", "text": msg.text, "buttons": []})
             for reply in outcome.replies:
-                bot_id = await unit.add_web_message(sid, "bot", reply.text, _buttons(reply))
+                bot_id = await unit.add_web_message(chat, "bot", reply.text, _buttons(reply))
                 rows.append({"id": bot_id, "role": "bot", "text": reply.text, "buttons": _buttons(reply)})
 
         outcome = await self.assistant.handle_outcome(incoming, record=record)
-        return self._with_cookie(JSONResponse({"messages": rows, "duplicate": outcome is None}), sid, new)
+        return self._with_cookie(JSONResponse({"messages": rows, "duplicate": outcome is None}), session)
 
     async def set_lang(self, request: Request) -> Response:
-        sid, new = self._session(request)
+        session = await self._session(request)
+        chat = session.chat
         body = await self._json(request)
         if isinstance(body, Response):
             return body
@@ -135,10 +165,10 @@ class WebChannel:
         if lang not in ("id", "en"):
             return JSONResponse({"error": "lang must be id or en"}, status_code=400)
         async with self.assistant.store.unit() as unit:
-            state = await unit.load_state(CHANNEL, sid)
+            state = await unit.load_state(CHANNEL, chat)
             state.lang = lang
-            await unit.save_state(CHANNEL, sid, state)
-        return self._with_cookie(JSONResponse({"lang": lang}), sid, new)
+            await unit.save_state(CHANNEL, chat, state)
+        return self._with_cookie(JSONResponse({"lang": lang}), session)
 
     @staticmethod
     async def _json(request: Request) -> dict | Response:

@@ -474,6 +474,15 @@ class SQLiteStore:
             row = await cur.fetchone()
         return row[0] if row else None
 
+    async def meta_default(self, key: str, value: str) -> str:
+        """The stored value of `key`, storing `value` first if there is none (the first writer wins
+        when several processes start at once)."""
+        def run(conn):
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+        return await self._tx(run)
+
     async def set_meta(self, key: str, value: str) -> None:
         await self._tx(lambda conn: conn.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
