@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 ASK_REGION = "office_for_region"
 LAST_PLACE = "clarified_place"
 LAST_INTENT = "last_intent"  # the previous answer's intent, for follow-ups
-FOLLOW_UP_WORDS = 5  # a follow-up is short...
+FOLLOW_UP_WORDS = 5  # a follow-up is short: not understood alone in this many words or fewer...
+FOLLOW_UP_CUED = 3  # ...or this few, starting with a follow-up word ("kalau yang elektronik?")
 FOLLOW_UP_CUES = frozenset("kalau kalo klo kl trus terus lalu bagaimana gimana yang yg what how and if about".split())
 CANCEL_TEXT = "/batal"
 RATE_KEY = "rate"
@@ -244,7 +245,7 @@ class Assistant:
         words = [w for w in u.text.split() if w not in MARKERS]
         if not last or content.intents.get(last) is None or len(words) > FOLLOW_UP_WORDS or u.by_title:
             return u
-        cue = bool(words) and words[0] in FOLLOW_UP_CUES
+        cue = bool(words) and words[0] in FOLLOW_UP_CUES and len(words) <= FOLLOW_UP_CUED
         if u.intent is not None and not cue:
             return u
         title = content.intents.get(last).title[state.lang if state.lang in ("id", "en") else "id"]

@@ -114,3 +114,9 @@ async def test_a_village_named_with_its_cue_word_alone_is_understood_as_a_place(
     assert "Rantau Kumpai" in reply.text and "Maaf" not in reply.text
     answer = await chat.say(reply.buttons[0].payload)
     assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in answer.text
+
+
+async def test_a_new_question_after_an_answer_is_not_read_as_a_follow_up(chat):
+    await chat.say("biaya paspor brp")
+    reply = await chat.say("what documents do i need")
+    assert "e-KTP" in reply.text and "Rp350.000" not in reply.text
