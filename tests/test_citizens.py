@@ -36,6 +36,8 @@ async def test_a_follow_up_word_alone_without_history_is_not_guessed(chat):
 async def test_greeting_and_thanks_around_a_question_answer_the_question(chat):
     reply = await chat.say("Assalamualaikum min. Mau tanya, syarat bikin paspor baru apa aja ya? Terima kasih")
     assert "e-KTP" in reply.text and "Kartu Keluarga" in reply.text
+    short = await chat.say("Assalamualaikum min, mau tanya syarat bikin paspor apa aja ya? makasih")
+    assert "e-KTP" in short.text and "Maksud Anda" not in short.text
 
 
 async def test_two_questions_answer_the_first_and_offer_the_second(chat):

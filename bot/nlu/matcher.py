@@ -33,8 +33,10 @@ def sentences(text: str) -> list[str]:
     Citizens tell a story and ask at the end; a greeting or thanks wraps the question. Scoring
     those sentences on their own finds the question that the whole message dilutes.
     """
-    parts = [p for p in _SENTENCE_END.split(text[: 4 * MAX_CHARS]) if len(p.split()) >= 2]
-    return parts[-MAX_SEGMENTS:] if len(parts) > 1 else []
+    parts = [p for p in _SENTENCE_END.split(text[: 4 * MAX_CHARS]) if p.strip()]
+    if len(parts) < 2:
+        return []
+    return [p for p in parts if len(p.split()) >= 2][-MAX_SEGMENTS:]  # "makasih" alone tells nothing
 
 
 def acronyms_in(text: str) -> frozenset[str]:
