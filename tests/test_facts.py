@@ -288,3 +288,9 @@ async def test_weekly_digest_lists_facts_older_than_a_year(content):
     stale = next(p["text"] for p in sent if "perlu dicek ulang" in p["text"])
     assert "data/facts.yaml: pickup_deadline" in stale and "Kompas, Agustus 2022" in stale
     assert "contacts" not in stale and "office palembang" not in stale  # confirmed this month
+
+
+def test_asking_for_an_office_address_names_the_nearest_point_and_the_new_office(content):
+    reply = ask(content, "alamat kantor imigrasi di lubuklinggau dimana")
+    assert "UKK Lubuklinggau" in reply and "Januari 2026" in reply
+    assert "belum tercantum" in reply and "www.imigrasi.go.id" in reply
