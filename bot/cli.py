@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command")
-    purge = dbsub.add_parser("purge", help="anonymize closed requests and delete logs older than MIA_RETENTION_DAYS")
+    purge = dbsub.add_parser("purge", help="remove personal data older than MIA_RETENTION_DAYS from every table "
+                                                "and from the database files")
     purge.add_argument("--dry-run", action="store_true", help="only count what would change")
     purge.set_defaults(func=_cmd_db_purge)
 
@@ -299,7 +300,8 @@ def _cmd_db_purge(args, settings) -> int:
     import time as _time
 
     cutoff = _time.time() - settings.mia_retention_days * 86400
-    counts = asyncio.run(_with_store(settings, lambda store: store.purge(cutoff, dry_run=args.dry_run)))
+    counts = asyncio.run(_with_store(settings, lambda store: store.purge(cutoff, dry_run=args.dry_run,
+                                                                                vacuum=True)))
     label = "would change (dry run)" if args.dry_run else "changed"
     print(f"Retention {settings.mia_retention_days} days: {label}:")
     for name, n in counts.items():

@@ -188,6 +188,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_chat ON outbox (channel, chat_id, status, id);
     """,
+    # Retention: staff notifications' targets ("whatsapp:62812...") leave with the rest; rows from
+    # before this migration count from the migration.
+    """
+    ALTER TABLE staff_messages ADD COLUMN created_at REAL NOT NULL DEFAULT 0;
+    UPDATE staff_messages SET created_at = CAST(strftime('%s', 'now') AS REAL);
+    """,
 )
 
 
@@ -219,6 +225,9 @@ class SQLiteStore:
         await self._db.execute("PRAGMA journal_mode = WAL")
         await self._db.execute("PRAGMA synchronous = NORMAL")
         await self._db.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows are overwritten with zeros: what the retention purge removes is not left
+        # readable in the file's free pages.
+        await self._db.execute("PRAGMA secure_delete = ON")
         await self._migrate()
 
     async def close(self) -> None:
@@ -309,9 +318,9 @@ class SQLiteStore:
             conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, sent_message_id = ?, "
                          "attempts = attempts + 1 WHERE id = ?", (time.time(), message_id, item.id))
             if bind and message_id is not None:
-                conn.execute("INSERT OR REPLACE INTO staff_messages (channel, chat_id, message_id, kind, target) "
-                             "VALUES (?, ?, ?, ?, ?)",
-                             (item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"]))
+                conn.execute("INSERT OR REPLACE INTO staff_messages (channel, chat_id, message_id, kind, target, "
+                             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                             (item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"], time.time()))
 
         await self._tx(run)
 
@@ -419,34 +428,61 @@ class SQLiteStore:
         async with self._require().execute("SELECT text, intent FROM confirmed_examples ORDER BY id") as cur:
             return [{"text": r[0], "intent": r[1]} for r in await cur.fetchall()]
 
-    async def purge(self, older_than: float, dry_run: bool = False) -> dict[str, int]:
-        """Retention: anonymize requests closed before `older_than`, delete older logs. Counts per table."""
+    async def purge(self, older_than: float, dry_run: bool = False, vacuum: bool = False) -> dict[str, int]:
+        """Retention: nothing personal older than `older_than` stays in any table. Requests closed
+        before it, or made before it and never closed, keep only office, region, status and times;
+        conversations (abandoned forms too), every log and every table that grows with traffic lose
+        their older rows. Counts per table. Deleted rows are zeroed (secure_delete); the WAL is then
+        checkpointed and truncated, and with `vacuum` the file is rebuilt, so no copy is left in
+        free pages or old WAL frames either (databases from before secure_delete)."""
         counts: dict[str, int] = {}
+        anonymize = ("(fields != '{}' OR chat_id != '' OR claimed_by IS NOT NULL OR done_by IS NOT NULL) AND "
+                     "((status = 'done' AND done_at < :t) OR created_at < :t)")
         queries = {
-            "requests_anonymized": ("SELECT count(*) FROM callback_requests WHERE status = 'done' AND done_at < ? "
-                                    "AND fields != '{}'", "UPDATE callback_requests SET fields = '{}', "
-                                    "claimed_by = NULL, done_by = NULL WHERE status = 'done' AND done_at < ? "
-                                    "AND fields != '{}'"),
-            "turns_deleted": ("SELECT count(*) FROM turns WHERE created_at < ?",
-                              "DELETE FROM turns WHERE created_at < ?"),
-            "web_messages_deleted": ("SELECT count(*) FROM web_messages WHERE created_at < ?",
-                                     "DELETE FROM web_messages WHERE created_at < ?"),
-            "unanswered_deleted": ("SELECT count(*) FROM unanswered WHERE created_at < ?",
-                                   "DELETE FROM unanswered WHERE created_at < ?"),
-            "whatsapp_updates_deleted": ("SELECT count(*) FROM whatsapp_inbox WHERE received_at < ? "
+            "requests_anonymized": (f"SELECT count(*) FROM callback_requests WHERE {anonymize}",
+                                    "UPDATE callback_requests SET fields = '{}', chat_id = '', claimed_by = NULL, "
+                                    f"done_by = NULL WHERE {anonymize}"),
+            "conversations_deleted": ("SELECT count(*) FROM conversations WHERE updated_at < :t",
+                                      "DELETE FROM conversations WHERE updated_at < :t"),
+            "turns_deleted": ("SELECT count(*) FROM turns WHERE created_at < :t",
+                              "DELETE FROM turns WHERE created_at < :t"),
+            "web_messages_deleted": ("SELECT count(*) FROM web_messages WHERE created_at < :t",
+                                     "DELETE FROM web_messages WHERE created_at < :t"),
+            "unanswered_deleted": ("SELECT count(*) FROM unanswered WHERE created_at < :t",
+                                   "DELETE FROM unanswered WHERE created_at < :t"),
+            "processed_messages_deleted": ("SELECT count(*) FROM processed_messages WHERE created_at < :t",
+                                           "DELETE FROM processed_messages WHERE created_at < :t"),
+            "whatsapp_updates_deleted": ("SELECT count(*) FROM whatsapp_inbox WHERE received_at < :t "
                                          "AND processed_at IS NOT NULL", "DELETE FROM whatsapp_inbox WHERE "
-                                         "received_at < ? AND processed_at IS NOT NULL"),
-            "outbox_deleted": ("SELECT count(*) FROM outbox WHERE created_at < ? AND status != 'pending'",
-                               "DELETE FROM outbox WHERE created_at < ? AND status != 'pending'"),
+                                         "received_at < :t AND processed_at IS NOT NULL"),
+            "whatsapp_contacts_deleted": ("SELECT count(*) FROM whatsapp_contacts WHERE last_inbound_at < :t",
+                                          "DELETE FROM whatsapp_contacts WHERE last_inbound_at < :t"),
+            "whatsapp_statuses_deleted": ("SELECT count(*) FROM whatsapp_statuses WHERE recorded_at < :t",
+                                          "DELETE FROM whatsapp_statuses WHERE recorded_at < :t"),
+            "staff_messages_deleted": ("SELECT count(*) FROM staff_messages WHERE created_at < :t",
+                                       "DELETE FROM staff_messages WHERE created_at < :t"),
+            # A row still pending after the retention period will never be of use.
+            "outbox_deleted": ("SELECT count(*) FROM outbox WHERE created_at < :t",
+                               "DELETE FROM outbox WHERE created_at < :t"),
+            "digest_items_deleted": ("SELECT count(*) FROM digest_items WHERE created_at < :t",
+                                     "DELETE FROM digest_items WHERE created_at < :t"),
         }
 
         def run(conn):
             for name, (count_sql, change_sql) in queries.items():
-                counts[name] = conn.execute(count_sql, (older_than,)).fetchone()[0]
+                counts[name] = conn.execute(count_sql, {"t": older_than}).fetchone()[0]
                 if not dry_run:
-                    conn.execute(change_sql, (older_than,))
+                    conn.execute(change_sql, {"t": older_than})
 
         await self._tx(run)
+        if not dry_run and self.path != ":memory:":
+            async with self._lock:
+                db = self._require()
+                if vacuum:
+                    await db.execute_fetchall("VACUUM")
+                # Old versions of the pages stay in the WAL until it is checkpointed and truncated
+                # (busy if another process is reading at this moment: the next purge does it).
+                await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
 
     # -- weekly digest ------------------------------------------------------------------------
