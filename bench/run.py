@@ -341,7 +341,9 @@ async def _e2e_web(settings_kw: dict, chats: int, per_chat: int) -> dict:
     from bot.app import MiaApp
     from bot.config import Settings
 
-    app = MiaApp(Settings(_env_file=None, mia_web_port=0, mia_reload_enabled=False, **settings_kw))
+    # Every chat comes from 127.0.0.1: the per-address abuse limits would refuse the load measured here.
+    app = MiaApp(Settings(_env_file=None, mia_web_port=0, mia_reload_enabled=False, mia_web_new_sessions_per_minute=0,
+                          mia_web_messages_per_minute=0, **settings_kw))
     await app.start()
     texts = [c.text for c in load_cases(LABELLED)]
     latencies, answered, duplicates = [], 0, 0

@@ -117,7 +117,14 @@ class MiaApp:
         if "web" in self.channels or routes:
             from bot.channels.web import WebChannel, WebServer
 
-            self.web = WebChannel(self.assistant, secure_cookie=s.mia_web_secure_cookie)
+            from bot.channels.limits import StoreGuard, parse_networks
+
+            self.web = WebChannel(self.assistant, secure_cookie=s.mia_web_secure_cookie,
+                                  new_sessions_per_minute=s.mia_web_new_sessions_per_minute,
+                                  posts_per_minute=s.mia_web_messages_per_minute,
+                                  trusted_proxies=parse_networks(s.mia_web_trusted_proxies),
+                                  guard=StoreGuard(s.mia_db_path, int(s.mia_store_max_mb * 1e6),
+                                                   notify=self.notify_operators))
             self.worker.senders["web"] = self.web.sender
             app = self.web.app(page="web" in self.channels, extra_routes=routes)
             self.web_server = WebServer(app, s.mia_web_host, s.mia_web_port)
@@ -153,6 +160,12 @@ class MiaApp:
                     counts = await self.store.purge(now - self.settings.mia_retention_days * 86400)
                     await self.store.set_meta("purge_last", str(now))
                     log.info("retention purge: %s", counts)
+                # A web conversation that never got past its first turn (a visit, or a client
+                # dropping its cookie each time) is not kept.
+                expired = await self.store.expire_single_turn_web(
+                    now - self.settings.mia_web_single_turn_expiry_hours * 3600)
+                if expired:
+                    log.info("expired %d one-turn web conversations", expired)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     mia_web_host: str = "127.0.0.1"
     mia_web_port: int = Field(default=8080, ge=0, le=65535)
     mia_web_secure_cookie: bool = False
+    # Abuse limits per client address (docs/security.md): sessions issued, messages posted.
+    mia_web_new_sessions_per_minute: int = Field(default=10, ge=0, description="0 = no limit")
+    mia_web_messages_per_minute: int = Field(default=60, ge=0, description="per address, all its sessions; 0 = none")
+    mia_web_trusted_proxies: str = Field(default="", description="proxies whose X-Forwarded-For is believed")
+    mia_web_single_turn_expiry_hours: float = Field(default=24.0, gt=0)
+    mia_store_max_mb: float = Field(default=2048.0, ge=0, description="past it no new web sessions; 0 = no guard")
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
@@ -102,6 +108,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_staff_chats(cls, value: str) -> str:
         parse_staff_chats(value, "telegram")
+        return value
+
+    @field_validator("mia_web_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        from bot.channels.limits import parse_networks
+
+        parse_networks(value)
         return value
 
     @property

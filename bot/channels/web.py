@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from bot.assistant import Assistant, Outcome
 from bot.channels.http import BodyTooLarge, is_unicode, read_body
+from bot.channels.limits import STORE_FULL, TOO_MANY, RateLimiter, StoreGuard, client_address
 from bot.messages import Incoming
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ COOKIE = "mia_session"
 STATIC = Path(__file__).resolve().parent / "web_static"
 MAX_BODY = 16 * 1024  # bytes of one API request
 MAX_TEXT = 4000  # characters of one message
+TARPIT_SECONDS = 1.0  # how long a refusal for too many requests is held back
+TARPIT_MAX_HELD = 64  # refusals held at once per address; past it they leave at once
 
 
 SECRET_META = "web_session_secret"
@@ -69,11 +73,19 @@ class WebSender:
 class WebChannel:
     """Serves the page and the API; the session key lives in an HttpOnly cookie."""
 
-    def __init__(self, assistant: Assistant, secure_cookie: bool = False):
+    def __init__(self, assistant: Assistant, secure_cookie: bool = False, new_sessions_per_minute: int = 0,
+                 posts_per_minute: int = 0, trusted_proxies: tuple = (), guard: StoreGuard | None = None):
         self.assistant = assistant
         self.secure_cookie = secure_cookie
         self.sender = WebSender(assistant.store)
         self._secret: bytes | None = None  # signs the session keys this server issues
+        # Per client address: sessions issued, and messages (and language changes) posted.
+        self.new_sessions = RateLimiter(new_sessions_per_minute)
+        self.posts = RateLimiter(posts_per_minute)
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.guard = guard
+        self._held: dict[str, int] = {}  # refusals being held back, per address
+        self.tarpit_seconds = TARPIT_SECONDS
 
     def app(self, page: bool = True, extra_routes: list | None = None) -> Starlette:
         """The server's routes: the chat page and its API (when `page`), plus other channels' webhooks."""
@@ -89,17 +101,52 @@ class WebChannel:
 
     # -- session --------------------------------------------------------------------------
 
-    async def _session(self, request: Request) -> Session:
+    def address(self, request: Request) -> str:
+        """The client's address: the peer's, or the one a trusted proxy forwarded."""
+        return client_address(request.client.host if request.client else None,
+                              request.headers.get("x-forwarded-for"), self.trusted_proxies)
+
+    async def _session(self, request: Request) -> Session | Response:
         """The request's session: the cookie's, if this server issued it, else a fresh one (an id
-        chosen by someone else is never adopted: no session fixation)."""
+        chosen by someone else is never adopted: no session fixation). A fresh one only within the
+        client address's limit and while the store is under its size limit; otherwise the refusal
+        (429 or 503, with a notice the page shows)."""
         if self._secret is None:
             self._secret = (await self.assistant.store.meta_default(SECRET_META, secrets.token_hex(32))).encode()
         key = request.cookies.get(COOKIE, "")
         if len(key) == 64 and hmac.compare_digest(key[32:].encode("utf-8", "surrogatepass"), self._sign(key[:32])):
             return Session(key, session_chat(key), False)
+        if self.guard is not None and await self.guard.full():
+            return refusal(503, STORE_FULL)
+        address = self.address(request)
+        if not self.new_sessions.allow(address):
+            return await self._too_many(address)
         key = secrets.token_hex(16)
         key += self._sign(key).decode()
         return Session(key, session_chat(key), True)
+
+    async def _posting_session(self, request: Request) -> Session | Response:
+        """The session of a request that writes: within its address's limit of posts, then as
+        `_session` (a refusal is the response to send)."""
+        address = self.address(request)
+        if not self.posts.allow(address):
+            return await self._too_many(address)
+        return await self._session(request)
+
+    async def _too_many(self, address: str) -> Response:
+        """The 429, after a pause: a client flooding from one address waits instead of costing MIA
+        a thousand refusals a second (a few held at once per address, so the pause costs no memory
+        worth a limit of its own)."""
+        held = self._held.get(address, 0)
+        if held < TARPIT_MAX_HELD:
+            self._held[address] = held + 1
+            try:
+                await asyncio.sleep(self.tarpit_seconds)
+            finally:
+                left = self._held.pop(address) - 1
+                if left:
+                    self._held[address] = left
+        return refusal(429, TOO_MANY)
 
     def _sign(self, nonce: str) -> bytes:
         return hmac.new(self._secret, nonce.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32].encode()
@@ -114,14 +161,14 @@ class WebChannel:
 
     async def page(self, request: Request) -> Response:
         session = await self._session(request)
-        return self._with_cookie(FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"}), session)
+        page = FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+        # Refused a session, the page still loads (without a cookie): its requests show the notice.
+        return self._with_cookie(page, session) if isinstance(session, Session) else page
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     async def messages(self, request: Request) -> Response:
-        session = await self._session(request)
-        chat = session.chat
         if request.method == "GET":
             try:
                 after = int(request.query_params.get("after", "0"))
@@ -129,8 +176,15 @@ class WebChannel:
                 after = -1
             if not 0 <= after < 2**63:  # SQLite's integers: a larger one would be an OverflowError
                 return JSONResponse({"error": "after must be a message id"}, status_code=400)
-            rows = [] if session.new else await self.assistant.store.web_messages(chat, after)
+            session = await self._session(request)
+            if not isinstance(session, Session):
+                return JSONResponse({"messages": []})  # nothing to show, and no session issued
+            rows = [] if session.new else await self.assistant.store.web_messages(session.chat, after)
             return self._with_cookie(JSONResponse({"messages": rows}), session)
+        session = await self._posting_session(request)
+        if not isinstance(session, Session):
+            return session
+        chat = session.chat
         body = await self._json(request)
         if isinstance(body, Response):
             return body
@@ -156,7 +210,9 @@ class WebChannel:
         return self._with_cookie(JSONResponse({"messages": rows, "duplicate": outcome is None}), session)
 
     async def set_lang(self, request: Request) -> Response:
-        session = await self._session(request)
+        session = await self._posting_session(request)
+        if not isinstance(session, Session):
+            return session
         chat = session.chat
         body = await self._json(request)
         if isinstance(body, Response):
@@ -183,6 +239,12 @@ class WebChannel:
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
         return body
+
+
+def refusal(status: int, notice: str) -> JSONResponse:
+    """A request refused for abuse or a full store: nothing stored, a notice for the citizen."""
+    return JSONResponse({"error": "too many requests" if status == 429 else "not taking new sessions",
+                         "notice": notice}, status_code=status, headers={"Retry-After": "60"})
 
 
 # The page loads nothing from elsewhere and runs no inline script: everything but its own
@@ -229,12 +291,10 @@ class WebServer:
     def __init__(self, app: Starlette, host: str, port: int):
         # On stop, a request still open after a second (a slow client) is cut: shutdown stays prompt.
         self.server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                                  access_log=False, timeout_graceful_shutdown=1))
+                                                  access_log=False, proxy_headers=False, timeout_graceful_shutdown=1))
         self.task = None
 
     async def start(self) -> None:
-        import asyncio
-
         self.task = asyncio.create_task(self.server.serve(), name="web")
         while not self.server.started:
             if self.task.done():

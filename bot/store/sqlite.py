@@ -485,6 +485,30 @@ class SQLiteStore:
                 await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
 
+    async def expire_single_turn_web(self, older_than: float, batch: int = 2000) -> int:
+        """Delete web conversations last touched before `older_than` that never got past one turn
+        (a visit that only greeted, or a client dropping its cookie each time), with their turns,
+        transcript and message ids. Returns how many conversations went."""
+        def run(conn) -> int:
+            chats = [r[0] for r in conn.execute(
+                "SELECT chat_id FROM conversations c WHERE channel = 'web' AND updated_at < ? AND (SELECT count(*) "
+                "FROM (SELECT 1 FROM turns t WHERE t.channel = 'web' AND t.chat_id = c.chat_id LIMIT 2)) <= 1 "
+                "LIMIT ?", (older_than, batch))]
+            for chat in chats:
+                conn.execute("DELETE FROM turns WHERE channel = 'web' AND chat_id = ?", (chat,))
+                conn.execute("DELETE FROM web_messages WHERE session_id = ?", (chat,))
+                conn.execute("DELETE FROM processed_messages WHERE channel = 'web' AND message_id >= ? "
+                             "AND message_id < ?", (chat + ":", chat + ";"))
+                conn.execute("DELETE FROM conversations WHERE channel = 'web' AND chat_id = ?", (chat,))
+            return len(chats)
+
+        total = 0
+        while n := await self._tx(run):
+            total += n
+            if n < batch:
+                break
+        return total
+
     # -- weekly digest ------------------------------------------------------------------------
 
     async def add_digest_item(self, example: str, count: int, candidates: list[str]) -> int:

@@ -84,7 +84,14 @@
       headers: body ? { "Content-Type": "application/json" } : {},
       body: body ? JSON.stringify(body) : undefined
     }).then(function (r) {
-      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      if (!r.ok) {
+        // A refusal (too many requests, no new sessions) carries a notice for the citizen.
+        return r.json().catch(function () { return {}; }).then(function (data) {
+          var error = new Error("HTTP " + r.status);
+          error.notice = data.notice;
+          throw error;
+        });
+      }
       return r.json();
     });
   }
@@ -103,7 +110,7 @@
     var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID().replace(/-/g, "") : String(Date.now()) + Math.random();
     request("POST", "/api/messages", { text: text, message_id: id })
       .then(function (data) { data.messages.forEach(add); input.value = ""; })
-      .catch(function () { errorBox.textContent = t("error"); errorBox.hidden = false; })
+      .catch(function (e) { errorBox.textContent = (e && e.notice) || t("error"); errorBox.hidden = false; })
       .then(function () { setBusy(false); input.focus(); });
   }
 

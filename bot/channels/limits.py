@@ -1,0 +1,129 @@
+"""Abuse limits of the web chat: who the client is (behind a trusted proxy only), how much it may
+ask for, and a guard on the store's size. All in memory, per process."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import time
+from collections import OrderedDict, deque
+from typing import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+TOO_MANY = ("Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi beberapa menit lagi.\n"
+            "Too many requests from your address. Please try again in a few minutes.")
+STORE_FULL = ("Maaf, obrolan web sedang tidak menerima percakapan baru. Silakan coba lagi nanti atau hubungi "
+              "kantor imigrasi melalui saluran resminya.\n"
+              "Sorry, the web chat is not taking new conversations right now. Please try again later or contact "
+              "the immigration office through its official channels.")
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """"127.0.0.1, 10.0.0.0/8" -> networks; raises ValueError for anything else."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+
+
+def _ip(text: str):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted) -> str:
+    """The address a limit applies to. X-Forwarded-For counts only when the connection comes from a
+    trusted proxy, and then its last address that is not itself a trusted proxy (what each proxy
+    appended; whatever the client wrote itself stands further left and is not believed)."""
+    peer = peer or "unknown"
+    peer_ip = _ip(peer)
+    if not forwarded_for or peer_ip is None or not any(peer_ip in net for net in trusted):
+        return peer
+    for part in reversed(forwarded_for.split(",")):
+        ip = _ip(part)
+        if ip is None:
+            return peer  # a malformed chain: the proxy is what we know
+        if not any(ip in net for net in trusted):
+            return str(ip)
+    return peer
+
+
+class RateLimiter:
+    """At most `limit` events per address in any `window` seconds (a sliding window). Memory is
+    bounded: the addresses seen least recently are forgotten first."""
+
+    def __init__(self, limit: int, window: float = 60.0, max_addresses: int = 50_000, clock=time.monotonic):
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self._seen: OrderedDict[str, deque] = OrderedDict()
+
+    def allow(self, address: str) -> bool:
+        """Count an event of `address`; False (not counted) when it is over its limit."""
+        if self.limit <= 0:
+            return True
+        now = self.clock()
+        times = self._seen.get(address)
+        if times is None:
+            times = self._seen[address] = deque()
+            while len(self._seen) > self.max_addresses:
+                self._seen.popitem(last=False)
+        else:
+            self._seen.move_to_end(address)
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if len(times) >= self.limit:
+            return False
+        times.append(now)
+        return True
+
+
+class StoreGuard:
+    """Is the database (with its WAL) past `max_bytes`? Checked at most every `interval` seconds.
+    Crossing the line calls `notify` once (again only after it fell back below)."""
+
+    def __init__(self, path: str, max_bytes: int, notify: Callable[[str], Awaitable[None]] | None = None,
+                 interval: float = 2.0, clock=time.monotonic):
+        self.path = str(path)
+        self.max_bytes = max_bytes
+        self.notify = notify
+        self.interval = interval
+        self.clock = clock
+        self._checked = float("-inf")
+        self._full = False
+
+    def size(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(self.path + suffix).st_size
+            except OSError:
+                pass
+        return total
+
+    async def full(self) -> bool:
+        if self.max_bytes <= 0:
+            return False
+        now = self.clock()
+        if now - self._checked < self.interval:
+            return self._full
+        self._checked = now
+        size = self.size()
+        was, self._full = self._full, size > self.max_bytes
+        if self._full and not was:
+            text = (f"Database MIA {size / 1e6:.1f} MB, di atas batas MIA_STORE_MAX_MB "
+                    f"({self.max_bytes / 1e6:.1f} MB): obrolan web tidak menerima sesi baru; percakapan yang "
+                    f"berjalan, Telegram dan WhatsApp tetap jalan. Periksa disk dan `mia db purge`.\n"
+                    f"MIA's database is {size / 1e6:.1f} MB, past MIA_STORE_MAX_MB: the web chat refuses new "
+                    f"sessions; ongoing chats, Telegram and WhatsApp keep working.")
+            log.warning("store past its size limit: %d bytes > %d; new web sessions refused", size, self.max_bytes)
+            if self.notify is not None:
+                try:
+                    await self.notify(text)
+                except Exception:  # noqa: BLE001 - the guard must hold even if the notice fails
+                    log.exception("could not tell the operators that the store is full")
+        elif was and not self._full:
+            log.warning("store back under its size limit: new web sessions accepted again")
+        return self._full
