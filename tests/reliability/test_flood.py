@@ -65,7 +65,7 @@ async def retrying(call, tries: int = 3):
     for attempt in range(tries):
         try:
             return await call()
-        except (httpx.RemoteProtocolError, httpx.ConnectError):
+        except (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError):
             if attempt == tries - 1:
                 raise
             await asyncio.sleep(0.2)
