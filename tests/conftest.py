@@ -37,11 +37,17 @@ def db_path(tmp_path) -> Path:
 
 
 @pytest.fixture
-async def assistant(content, db_path):
+async def store(db_path):
+    """A real SQLite file, opened for the test and closed after it."""
     store = SQLiteStore(db_path)
     await store.open()
-    yield Assistant(content, store)
+    yield store
     await store.close()
+
+
+@pytest.fixture
+def assistant(content, store):
+    return Assistant(content, store)
 
 
 class Chat:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bot.assistant import Assistant
-from bot.store.sqlite import SQLiteStore
 from tests.conftest import Chat
 
 
@@ -60,14 +57,6 @@ async def test_english_question_in_a_long_message(chat):
     reply = await chat.say("Hi there, I'm an Indonesian living in Palembang and I have a trip coming up in a few "
                            "weeks. My passport was issued in 2017. How long does it take to get a new passport?")
     assert "working days" in reply.text
-
-
-@pytest.fixture
-async def store(db_path):
-    store = SQLiteStore(db_path)
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def staff_notices(store, staff_chat: str) -> list:

@@ -15,14 +15,6 @@ STAFF = {"palembang": ("telegram", "-1001"), "muaraenim": ("telegram", "-1002")}
 
 
 @pytest.fixture
-async def store(db_path):
-    s = SQLiteStore(db_path)
-    await s.open()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def desk(content, store):
     return Assistant(content, store, staff_chats=STAFF)
 
