@@ -75,16 +75,16 @@ def dated(fact: Any, lang: str = "id", today: date | None = None) -> str:
 def cite(facts: Any, lang: str = "id", today: date | None = None) -> str:
     """The short sources of one or more facts, each dated when old: "PP 45/2024 (per Desember 2024)"."""
     items = facts if isinstance(facts, (list, tuple)) else [facts]
-    out: list[str] = []
+    newest: dict[str, Any] = {}  # one source named once, with its newest date
     for fact in items:
-        if fact is None:
-            continue
+        if fact is not None and (fact.cite not in newest or fact.as_of > newest[fact.cite].as_of):
+            newest[fact.cite] = fact
+    out: list[str] = []
+    for fact in newest.values():
         when = dated(fact, lang, today)
         # A cite that already names the month ("Republika, Agustus 2022") needs no date after it.
         said = when and any(f"{MONTHS[m][fact.as_of.month - 1]} {fact.as_of.year}" in fact.cite for m in MONTHS)
-        text = fact.cite if not when or said else f"{fact.cite} ({when})"
-        if text not in out:
-            out.append(text)
+        out.append(fact.cite if not when or said else f"{fact.cite} ({when})")
     return "; ".join(out)
 
 

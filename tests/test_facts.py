@@ -193,6 +193,9 @@ def test_old_changeable_facts_are_dated_recent_ones_are_not(content):
     assert dated(fees, "id", today=dt.date(2025, 12, 1)) == "per Desember 2024"
     assert dated(fees, "en", today=dt.date(2025, 12, 1)) == "as of December 2024"
     assert cite([fees, fees.lost_damaged], "id", today=dt.date(2025, 12, 1)) == "PP 45/2024 (per Desember 2024)"
+    facts = content.knowledge.facts  # one regulation behind two facts is named once, with the newer date
+    assert cite([facts["requirements_child"], facts["validity"]], "id", today=dt.date(2026, 11, 30)) == \
+        "Permenkumham 18/2022 (per Oktober 2023)"
 
 
 def test_fee_answer_names_the_regulation_and_its_date(content):
