@@ -85,10 +85,19 @@ def _field_copies(content: Content, field_path: Path) -> list[Problem]:
     field = [(clean(str(d.get("text", ""))), lines.get((i,))) for i, d in enumerate(data or []) if isinstance(d, dict)]
     if not field:
         return []
+    problems = []
+    known = {it.id for it in content.intents.intents}
+    for i, d in enumerate(data):  # a mistyped label would count every answer to its message as wrong
+        if not isinstance(d, dict):
+            continue
+        labels = [d.get("intent")] + list(d.get("also") or [])
+        for label in labels:
+            if label is not None and label not in known:
+                problems.append(Problem("error", field_path, lines.get((i,)),
+                                        f"field message labelled with '{label}', which is not an intent"))
     examples = [e for it in content.intents.intents for e in it.examples] + list(content.intents.negatives)
     scores = process.cdist([clean(e.text) for e in examples], [t for t, _ in field], scorer=fuzz.ratio,
                            score_cutoff=NEAR_DUPLICATE, workers=1)
-    problems = []
     for i, j in zip(*scores.nonzero()):
         ex = examples[i]
         problems.append(Problem("error", ex.source.path, ex.source.line,

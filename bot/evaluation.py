@@ -28,6 +28,8 @@ class Case:
     office: str | None = None
     region: str | None = None
     line: int | None = None
+    also: tuple[str, ...] = ()  # other intents whose answer also serves the message (field set)
+    kind: str | None = None  # where the message was written (field set: news, faq, complaint, forum, social)
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Result:
 
     total: int = 0
     correct: int = 0
+    served: int = 0  # the label or one of the accepted alternatives (`also`)
+    by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [correct, total]
     per_intent: dict[str, dict[str, float]] = field(default_factory=dict)
     out_of_scope_total: int = 0
     out_of_scope_fallback: int = 0
@@ -50,6 +54,10 @@ class Result:
         return self.correct / self.total if self.total else 0.0
 
     @property
+    def served_rate(self) -> float:
+        return self.served / self.total if self.total else 0.0
+
+    @property
     def out_of_scope_rate(self) -> float:
         """Share of out-of-scope messages that fell back (higher is better)."""
         return self.out_of_scope_fallback / self.out_of_scope_total if self.out_of_scope_total else 1.0
@@ -62,6 +70,8 @@ class Result:
         return {
             "total": self.total,
             "accuracy": round(self.accuracy, 4),
+            "served": round(self.served_rate, 4),
+            "by_kind": {k: {"correct": c, "total": n} for k, (c, n) in sorted(self.by_kind.items())},
             "out_of_scope": {"total": self.out_of_scope_total, "fallback": self.out_of_scope_fallback,
                              "rate": round(self.out_of_scope_rate, 4)},
             "office": {"total": self.office_total, "correct": self.office_correct,
@@ -73,7 +83,7 @@ class Result:
 
 
 def load_cases(path: Path) -> list[Case]:
-    """Read a labelled YAML file: a list of {text, intent (id or null), region?, office?}."""
+    """Read a labelled YAML file: a list of {text, intent (id or null), region?, office?, also?, kind?}."""
     from bot.yamlfile import ContentError, load_yaml
 
     try:
@@ -87,8 +97,11 @@ def load_cases(path: Path) -> list[Case]:
         line = lines.get((i,))
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or "intent" not in item:
             raise LabelledFileError(f"{path}:{line}: each case needs 'text' (a string) and 'intent' (an id or null)")
+        also = item.get("also") or []
+        if not isinstance(also, list) or not all(isinstance(a, str) for a in also):
+            raise LabelledFileError(f"{path}:{line}: 'also' is a list of intent ids whose answer also serves the message")
         cases.append(Case(item["text"], item["intent"], "office" in item, item.get("office"),
-                          item.get("region"), line))
+                          item.get("region"), line, tuple(also), item.get("kind")))
     return cases
 
 
@@ -107,6 +120,11 @@ def evaluate(assistant: Assistant, cases: list[Case], progress=None) -> Result:
         got, want = outcome.intent, case.intent
         result.total += 1
         support[want or NULL] += 1
+        result.served += got == want or (got is not None and got in case.also)
+        if case.kind:
+            tally = result.by_kind.setdefault(case.kind, [0, 0])
+            tally[0] += got == want
+            tally[1] += 1
         if got == want:
             result.correct += 1
             tp[want or NULL] += 1
@@ -144,8 +162,13 @@ def evaluate(assistant: Assistant, cases: list[Case], progress=None) -> Result:
 
 def format_result(result: Result) -> str:
     """A readable report: summary, per-intent table, confusions, office mistakes."""
-    lines = [
-        f"Intent accuracy: {result.accuracy:.1%} ({result.correct}/{result.total})",
+    lines = [f"Intent accuracy: {result.accuracy:.1%} ({result.correct}/{result.total})"]
+    if result.served != result.correct:
+        lines.append(f"Answer serves the message (its label or an accepted 'also'): {result.served_rate:.1%} "
+                     f"({result.served}/{result.total})")
+    if result.by_kind:
+        lines.append("By kind: " + ", ".join(f"{k} {c / n:.1%} ({c}/{n})" for k, (c, n) in sorted(result.by_kind.items())))
+    lines += [
         f"Out of scope that fell back: {result.out_of_scope_rate:.1%} "
         f"({result.out_of_scope_fallback}/{result.out_of_scope_total})",
         f"Correct office: {result.office_accuracy:.1%} ({result.office_correct}/{result.office_total}); "

@@ -133,6 +133,36 @@ def test_intents_test_reports_and_gates(tmp_path):
     assert "Intent accuracy: 75.0%" in gate.stdout
 
 
+def test_intents_test_counts_accepted_alternatives_and_kinds(tmp_path):
+    field = tmp_path / "field.yaml"
+    field.write_text(
+        '- {text: "biaya paspor brp", intent: passport_requirements, also: [passport_fees], kind: social}\n'
+        '- {text: "syarat paspor apa aja", intent: passport_requirements, kind: faq}\n'
+        '- {text: "resep pempek", intent: null, also: [], kind: news}\n',
+        encoding="utf-8",
+    )
+    out = run(["intents", "test", str(field)])
+    assert out.returncode == 0, out.stderr
+    assert "Intent accuracy: 66.7% (2/3)" in out.stdout
+    assert "Answer serves the message (its label or an accepted 'also'): 100.0% (3/3)" in out.stdout
+    assert "By kind: faq 100.0% (1/1), news 100.0% (1/1), social 0.0% (0/1)" in out.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('- {text: "biaya paspor brp", intent: passport_fees, also: passport_requirements}\n', encoding="utf-8")
+    out = run(["intents", "test", str(bad)])
+    assert out.returncode == 1 and "'also' is a list of intent ids" in out.stderr
+
+
+def test_intents_check_rejects_a_field_label_that_is_not_an_intent(content_copy):
+    field = content_copy / "tests" / "data" / "field.yaml"
+    field.parent.mkdir(parents=True)
+    field.write_text('- text: "biaya paspor brp"\n  intent: passport_fees\n'
+                     '- text: "paspor sy ilang"\n  intent: passport_lost\n  also: [passport_feez]\n', encoding="utf-8")
+    out = run(["intents", "check"], env_extra={"MIA_CONTENT_DIR": str(content_copy)})
+    assert out.returncode == 1
+    assert f"{field}:3" in out.stdout and "'passport_lost', which is not an intent" in out.stdout
+    assert "'passport_feez', which is not an intent" in out.stdout
+
+
 def test_requests_list_and_export(tmp_path):
     import asyncio
     import csv
