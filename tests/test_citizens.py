@@ -111,3 +111,14 @@ async def test_a_new_question_after_an_answer_is_not_read_as_a_follow_up(chat):
     await chat.say("biaya paspor brp")
     reply = await chat.say("what documents do i need")
     assert "e-KTP" in reply.text and "Rp350.000" not in reply.text
+
+
+async def test_the_commonest_question_with_syaratnya_is_not_read_as_a_child_passport(chat):
+    # "syaratnya" (its requirements) was a word only the children's examples used: adults got the child answer.
+    adult = await chat.say("saya mau buat paspor baru, syaratnya apa saja ya?")
+    assert "e-KTP" in adult.text and "Kartu Keluarga" in adult.text
+    assert "anak" not in adult.text.split("\n")[0].lower()
+    umrah = await chat.say("paspor umroh syaratnya apa")
+    assert "kata" in umrah.text  # the name-words rule of umrah and hajj passports
+    child = await chat.say("bikin paspor anak syaratnya apa")
+    assert "orang tua" in child.text.lower()
