@@ -122,3 +122,17 @@ async def test_the_commonest_question_with_syaratnya_is_not_read_as_a_child_pass
     assert "kata" in umrah.text  # the name-words rule of umrah and hajj passports
     child = await chat.say("bikin paspor anak syaratnya apa")
     assert "orang tua" in child.text.lower()
+
+
+async def test_an_app_complaint_answered_as_app_trouble_can_become_a_complaint(content, store):
+    # Public messages about the app are often both: trouble to fix and a grievance to report.
+    assistant = Assistant(content, store, staff_chats={"palembang": ("telegram", "-100100")})
+    chat = Chat(assistant, chat_id="warga-app")
+    reply = await chat.say("aplikasi m paspor error terus dari kemarin, kecewa banget")
+    assert "Kendala aplikasi" in reply.text
+    button = next(b for b in reply.buttons if b.title == "Sampaikan keluhan")
+    complaint = await chat.say(button.payload)
+    assert "calo" in complaint.text and "kabupaten/kota" in complaint.text
+    await chat.say("ogan ilir")
+    notices = await staff_notices(store, "-100100")
+    assert notices and "Keluhan warga" in notices[0].payload["text"]
