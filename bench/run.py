@@ -102,7 +102,7 @@ def tune(content: Content, make, cases, grid) -> tuple[Thresholds, object]:
 
 def field_figures(result) -> dict:
     p, r = oos_precision_recall(result)
-    return {"accuracy": result.accuracy, "oos_precision": p, "oos_recall": r,
+    return {"accuracy": result.accuracy, "served": result.served_rate, "oos_precision": p, "oos_recall": r,
             "wrong_office": len(result.wrong_office), "office_accuracy": result.office_accuracy}
 
 
@@ -478,8 +478,8 @@ def summary(results: dict) -> str:
         lines.append(f"| {label} | {a['mia'][key]:.1%} | {a['peer'][key]:.1%} |")
     lines.append(f"| wrong offices | {a['mia']['wrong_office']} | {a['peer']['wrong_office']} |")
     f = a["field"]
-    for key, label in (("accuracy", "intent accuracy"), ("oos_precision", "out-of-scope precision"),
-                       ("oos_recall", "out-of-scope recall")):
+    for key, label in (("accuracy", "intent accuracy"), ("served", "answer serves the message (label or 'also')"),
+                       ("oos_precision", "out-of-scope precision"), ("oos_recall", "out-of-scope recall")):
         lines.append(f"| **field set** ({f['messages']} public messages): {label} | {f['mia'][key]:.1%} | "
                      f"{f['peer'][key]:.1%} |")
     lines.append(f"| field set: wrong offices | {f['mia']['wrong_office']} | {f['peer']['wrong_office']} |")
