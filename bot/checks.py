@@ -65,13 +65,17 @@ def check_content(root: Path, progress=None) -> CheckReport:
     problems += _duplicates(content)
     problems += _titles(content)
     problems += _templates(content)
-    problems += _field_copies(content, Path(root) / FIELD_FILE)
+    problems += _field_set(content, Path(root) / FIELD_FILE)
     problems += _conflicts(content, progress)
     return CheckReport(problems, content)
 
 
-def _field_copies(content: Content, field_path: Path) -> list[Problem]:
-    """Examples that (nearly) copy a message of the field set: it would stop measuring generalisation."""
+def _field_set(content: Content, field_path: Path) -> list[Problem]:
+    """Field-set labels that are not intents, and examples that (nearly) copy a field message.
+
+    A mistyped label would count every answer to its message as wrong; a copied message would
+    stop the set measuring how MIA understands the public.
+    """
     if not field_path.exists():
         return []
     from rapidfuzz import fuzz, process
@@ -87,7 +91,7 @@ def _field_copies(content: Content, field_path: Path) -> list[Problem]:
         return []
     problems = []
     known = {it.id for it in content.intents.intents}
-    for i, d in enumerate(data):  # a mistyped label would count every answer to its message as wrong
+    for i, d in enumerate(data):
         if not isinstance(d, dict):
             continue
         labels = [d.get("intent")] + list(d.get("also") or [])
