@@ -58,6 +58,7 @@ class Outcome:
     understanding: Understanding | None = None
     state: ConversationState = field(default_factory=ConversationState)
     effects: tuple["Effect", ...] = ()
+    offered: tuple[str, ...] = ()  # intents offered in a "Maksud Anda yang mana?" menu
 
 
 Recorder = Callable[[object, Incoming, "Outcome"], Awaitable[None]]
@@ -341,17 +342,22 @@ class Assistant:
                 button = Button(f"{title}: {ctx['place']}"[:40], f"{title} {ctx['place']}")
                 return self._reply(content, state, "place_only", None, u.confidence, place=ctx["place"],
                                    extra_buttons=(button,), understanding=u)
-        cands = u.candidates
-        if (not u.out_of_scope and len(cands) >= 2 and cands[0].score >= content.matcher.t.clarify):
-            # The place is understood even when the question is not: say which office serves it.
+        small_talk = content.matcher.small_talk
+        cands = [c.intent for c in u.candidates if c.intent not in small_talk and c.intent != "human_handoff"]
+        if not u.out_of_scope and cands and u.candidates[0].score >= content.matcher.t.clarify:
+            # Unsure: the best answers as buttons, and an officer. The place is understood even
+            # when the question is not: say which office serves it.
+            offered = tuple(cands[:content.matcher.t.menu])
             ctx = self._place_context(content, matches)
             if ctx["region"] is not None:
                 state.data[LAST_PLACE] = {"region": ctx["region"].code, "place": ctx["place"]}
-            return self._reply(content, state, "clarify", None, u.confidence,
-                               buttons=(cands[0].intent, cands[1].intent, "human_handoff"), understanding=u,
-                               region=ctx["region"], office=ctx["office"], place=ctx["place"])
-        return self._reply(content, state, "fallback", None, u.confidence, buttons=FALLBACK_BUTTONS,
-                           understanding=u)
+            outcome = self._reply(content, state, "clarify", None, u.confidence,
+                                  buttons=offered + ("human_handoff",), understanding=u,
+                                  region=ctx["region"], office=ctx["office"], place=ctx["place"])
+            return replace(outcome, offered=offered + ("human_handoff",))
+        outcome = self._reply(content, state, "fallback", None, u.confidence, buttons=FALLBACK_BUTTONS,
+                              understanding=u)
+        return replace(outcome, offered=("human_handoff",))
 
     def _office_for_region(self, content: Content, state: ConversationState, u: Understanding,
                            confidence: float, ctx: dict) -> Outcome:
@@ -430,7 +436,7 @@ class Assistant:
         )
         context.update(extra)
         if template == "clarify":
-            context["candidates"] = [content.intents.get(b).title[lang] for b in buttons[:2]]
+            context["candidates"] = [content.intents.get(b).title[lang] for b in buttons[:-1]]
         text = content.responses.render(lang, template, **context)
         rendered = list(extra_buttons)
         for intent_id in buttons:

@@ -11,7 +11,7 @@ from pathlib import Path
 from jinja2 import TemplateError, TemplateSyntaxError
 
 from bot.content import Content
-from bot.nlu.matcher import MARKERS
+from bot.nlu.matcher import MARKERS, OUT_OF_SCOPE
 from bot.nlu.normalize import clean
 from bot.responses import LANGUAGES, SYSTEM_TEMPLATES
 from bot.yamlfile import ContentErrors, display_path
@@ -55,8 +55,12 @@ FIELD_FILE = Path("tests/data/field.yaml")  # messages the public wrote: test da
 NEAR_DUPLICATE = 90.0  # rapidfuzz ratio at which an example copies a field message
 
 
-def check_content(root: Path, progress=None) -> CheckReport:
-    """Validate intents, templates and data under root; never raises for content problems."""
+def check_content(root: Path, progress=None, cross_validate: bool = True) -> CheckReport:
+    """Validate intents, templates and data under root; never raises for content problems.
+
+    `cross_validate` also retrains the model five times to find examples that sit with another
+    intent (seconds, cached): `mia intents check` does it; a live reload, which must be quick, does not.
+    """
     try:
         content = Content.load(root)
     except ContentErrors as exc:
@@ -66,7 +70,8 @@ def check_content(root: Path, progress=None) -> CheckReport:
     problems += _titles(content)
     problems += _templates(content)
     problems += _field_set(content, Path(root) / FIELD_FILE)
-    problems += _conflicts(content, progress)
+    if cross_validate:
+        problems += _conflicts(content, progress)
     return CheckReport(problems, content)
 
 
@@ -235,33 +240,30 @@ def _template_frame(exc: BaseException, folder: Path, name: str) -> tuple[Path, 
     return folder / f"{name}.j2", None
 
 
-# A left-out example answered as another intent by at least this lead is an error; a narrower
-# lead is a warning (such examples sit between two intents, and the clarifying question covers them).
-CLEAR_LEAD = 10.0
+# A model that never saw an example and is this sure it belongs elsewhere, while giving its own
+# intent this little, points at an example filed under the wrong intent: an error. Anything
+# milder is a warning: such examples sit between two intents, and the menu covers them.
+SURE_ELSEWHERE = 80.0
+OWN_AT_MOST = 5.0
 
 
 def _conflicts(content: Content, progress=None) -> list[Problem]:
-    """Examples that, left out, would be answered as another intent (error) or lean to one (warning)."""
+    """Examples that a model trained without them (5-fold cross-validation) answers as another
+    intent (error) or leans to another (warning)."""
     problems = []
     matcher = content.matcher
-    t = matcher.t
-    for index, (text, owner) in enumerate(zip(matcher._choices, matcher._owner)):
-        if progress:
-            progress(index + 1, len(matcher._choices))
-        if owner.startswith("__"):
+    held_out = matcher.cross_validated(progress=progress)
+    for item, ex, scores in zip(matcher.items, matcher.item_examples, held_out):
+        owner = item.label
+        if ex is None or scores is None or owner == OUT_OF_SCOPE:
             continue
-        prep = matcher.prepare(text)
-        scores = matcher.score(prep, exclude=index)
-        scores.pop("__out_of_scope__", None)
+        scores = {k: v for k, v in scores.items() if k != OUT_OF_SCOPE}
         ranked = sorted(scores.items(), key=lambda kv: -kv[1])
         if not ranked or ranked[0][0] == owner:
             continue
-        ex = matcher.example_at(index)
         best, best_score = ranked[0]
         own = scores.get(owner, 0.0)
-        second = ranked[1][1] if len(ranked) > 1 else 0.0
-        confident = best_score >= t.accept and best_score - second >= t.margin
-        severity = "error" if confident and best_score - own >= CLEAR_LEAD else "warning"
+        severity = "error" if best_score >= SURE_ELSEWHERE and own <= OWN_AT_MOST else "warning"
         problems.append(Problem(
             severity, ex.source.path, ex.source.line,
             f"example '{ex.text}' of '{owner}' scores closer to '{best}' ({best_score:.0f} vs {own:.0f})"))

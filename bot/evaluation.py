@@ -12,6 +12,7 @@ from bot.assistant import Assistant, Outcome
 from bot.store.base import ConversationState
 
 NULL = "(none)"
+OUTCOMES = ("right", "offered", "wrong", "unserved")
 
 
 class LabelledFileError(ValueError):
@@ -39,6 +40,9 @@ class Result:
     total: int = 0
     correct: int = 0
     served: int = 0  # the label or one of the accepted alternatives (`also`)
+    # What the citizen got: an answer that serves the message (or, out of scope, no answer), a
+    # menu holding a serving answer, an answer that does not serve it (the worst), or neither.
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [correct, total]
     per_intent: dict[str, dict[str, float]] = field(default_factory=dict)
     out_of_scope_total: int = 0
@@ -57,6 +61,10 @@ class Result:
     def served_rate(self) -> float:
         return self.served / self.total if self.total else 0.0
 
+    def share(self, outcome: str) -> float:
+        """Share of the messages with this outcome (right, offered, wrong, unserved)."""
+        return self.outcomes[outcome] / self.total if self.total else 0.0
+
     @property
     def out_of_scope_rate(self) -> float:
         """Share of out-of-scope messages that fell back (higher is better)."""
@@ -71,6 +79,7 @@ class Result:
             "total": self.total,
             "accuracy": round(self.accuracy, 4),
             "served": round(self.served_rate, 4),
+            "outcomes": {k: round(self.share(k), 4) for k in OUTCOMES},
             "by_kind": {k: {"correct": c, "total": n} for k, (c, n) in sorted(self.by_kind.items())},
             "out_of_scope": {"total": self.out_of_scope_total, "fallback": self.out_of_scope_fallback,
                              "rate": round(self.out_of_scope_rate, 4)},
@@ -105,6 +114,17 @@ def load_cases(path: Path) -> list[Case]:
     return cases
 
 
+def outcome_of(case: Case, outcome: Outcome) -> str:
+    """right, offered, wrong or unserved: what this answer means for the citizen who wrote `case`."""
+    got = outcome.intent
+    if case.intent is None:  # out of scope: anything but an answer is right
+        return "right" if got is None else "wrong"
+    serving = {case.intent, *case.also}
+    if got is not None:
+        return "right" if got in serving else "wrong"
+    return "offered" if serving & set(outcome.offered) else "unserved"
+
+
 def evaluate(assistant: Assistant, cases: list[Case], progress=None) -> Result:
     """Run every case as a fresh conversation through the assistant's decision and tally."""
     result = Result()
@@ -113,6 +133,7 @@ def evaluate(assistant: Assistant, cases: list[Case], progress=None) -> Result:
     fn: Counter = Counter()
     support: Counter = Counter()
     confusions: dict[tuple[str, str], list[str]] = defaultdict(list)
+    assistant.content.matcher.prefetch([case.text for case in cases])
     for n, case in enumerate(cases, 1):
         if progress:
             progress(n, len(cases))
@@ -121,6 +142,7 @@ def evaluate(assistant: Assistant, cases: list[Case], progress=None) -> Result:
         result.total += 1
         support[want or NULL] += 1
         result.served += got == want or (got is not None and got in case.also)
+        result.outcomes[outcome_of(case, outcome)] += 1
         if case.kind:
             tally = result.by_kind.setdefault(case.kind, [0, 0])
             tally[0] += got == want
@@ -162,7 +184,10 @@ def evaluate(assistant: Assistant, cases: list[Case], progress=None) -> Result:
 
 def format_result(result: Result) -> str:
     """A readable report: summary, per-intent table, confusions, office mistakes."""
-    lines = [f"Intent accuracy: {result.accuracy:.1%} ({result.correct}/{result.total})"]
+    lines = [f"Right {result.share('right'):.1%}, offered in a menu {result.share('offered'):.1%}, "
+             f"wrong {result.share('wrong'):.1%}, not served {result.share('unserved'):.1%} "
+             f"({result.total} messages)",
+             f"Intent accuracy: {result.accuracy:.1%} ({result.correct}/{result.total})"]
     if result.served != result.correct:
         lines.append(f"Answer serves the message (its label or an accepted 'also'): {result.served_rate:.1%} "
                      f"({result.served}/{result.total})")

@@ -55,7 +55,7 @@ class ContentReloader:
             return ReloadResult(True, f"Konten baru sudah aktif ({len(content.intents.intents)} intent{gate}).")
 
     def _build(self) -> tuple[Content, float | None] | ReloadResult:
-        report = check_content(self.root)
+        report = check_content(self.root, cross_validate=False)
         if report.errors or report.content is None:
             problems = tuple(str(p) for p in report.errors)
             shown = "\n".join(f"- {p}" for p in problems[:10])

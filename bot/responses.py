@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,18 @@ def cite(facts: Any, lang: str = "id", today: date | None = None) -> str:
         when = dated(fact, lang, today)
         # A cite that already names the month ("Republika, Agustus 2022") needs no date after it.
         said = when and any(f"{MONTHS[m][fact.as_of.month - 1]} {fact.as_of.year}" in fact.cite for m in MONTHS)
-        out.append(fact.cite if not when or said else f"{fact.cite} ({when})")
+        out.append(_months_in(fact.cite if not when or said else f"{fact.cite} ({when})", lang))
     return "; ".join(out)
+
+
+_MONTH_WORD = re.compile(r"\b(" + "|".join(MONTHS["id"]) + r")\b")
+
+
+def _months_in(text: str, lang: str) -> str:
+    """Month names of a cite written in the reader's language ("Agustus 2022" -> "August 2022")."""
+    if lang == "id":
+        return text
+    return _MONTH_WORD.sub(lambda m: MONTHS[lang][MONTHS["id"].index(m.group(1))], text)
 
 
 class SnapshotLoader(BaseLoader):

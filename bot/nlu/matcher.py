@@ -1,14 +1,17 @@
-"""Understanding one message: normalize, find places, score intents with rapidfuzz, decide."""
+"""Understanding one message: normalize, find places, score intents with one learned model, decide."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import Callable
 
-import numpy as np
 from rapidfuzz import fuzz, process
 
+from bot.nlu.classifier import ClassifierConfig, IntentClassifier, TrainingItem
+from bot.nlu.embedding import Embedder, VectorCache
 from bot.nlu.intents import Example, IntentSet
 from bot.nlu.normalize import MAX_CHARS, Lexicon, clean, detect_language, expand_slang, split_digits
 from bot.nlu.places import CUE_WORDS, FILLER_WORDS, PlaceMatcher, PlaceResult
@@ -50,22 +53,20 @@ def acronyms_in(text: str) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """When MIA trusts its best guess. Tuned with `mia intents test`, never by hand-picking."""
+    """When MIA trusts its best guess (scores are probabilities in points, 0..100).
 
-    accept: float = 32.0  # best score needed to answer
-    margin: float = 1.0  # lead over the runner-up needed to answer
-    clarify: float = 29.0  # below this, no "Maksud Anda ...?" question: plain fallback
-    keyword_bonus: float = 12.0  # added per distinct keyword found (at most two count); 5-fold CV: 8 -> 12 = 84.9% -> 86.5%
-    set_weight: float = 0.7  # token_set_ratio's share of the example score; token_sort_ratio has the rest
-    set_candidates: int = 48  # examples per message that get the exact token_set_ratio
-    coverage_weight: float = 0.2  # share of the score from word coverage; the best example has the rest
-    unseen_weight: float = 1.0  # a word no example uses weighs this many times a word of one intent only
+    Chosen by cross-validation on the public's messages (docs/benchmarks.md), never by hand.
+    """
+
+    accept: float = 40.0  # answer when the best intent is at least this likely...
+    margin: float = 0.0  # ...and this many points ahead of the runner-up; otherwise a menu
+    lead_accept: float = 101.0  # also answer a less likely best intent from this score...
+    lead: float = 100.0  # ...when it leads the runner-up by this many points
+    out_of_scope: float = 50.0  # an out-of-scope best at least this likely: "not understood", no menu
+    clarify: float = 0.0  # below this, no "Maksud Anda ...?" menu: the plain fallback
+    menu: int = 3  # answers offered when unsure (plus "Bicara dengan petugas")
+    keyword_bonus: float = 0.0  # points per distinct keyword found (at most two count), times its specificity
     correction_cutoff: float = 80.0  # typo correction against the content's vocabulary
-    learned_weight: float = 0.5  # share of the score from the learned (Naive Bayes) posterior
-    nb_alpha: float = 0.1  # additive smoothing of the word counts
-    nb_temperature: float = 40.0  # log-likelihoods are divided by this before the softmax
-    nb_char_min: int = 3  # word pieces of this many characters...
-    nb_char_max: int = 5  # ...up to this many (0: no pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ class _Prepared:
 
 
 class IntentMatcher:
-    """Scores messages against intent examples and keywords; threshold plus margin decide."""
+    """Reads messages: places and typos first, then one model's intent probabilities; thresholds decide."""
 
     def __init__(
         self,
@@ -116,12 +117,19 @@ class IntentMatcher:
         lexicon: Lexicon,
         thresholds: Thresholds = Thresholds(),
         seat_names: frozenset[str] = frozenset(),
+        embedder: Embedder | None = None,
+        cache_dir: Path | None = None,
+        config: ClassifierConfig = ClassifierConfig(),
+        progress: Callable[[str, int, int], None] | None = None,
     ):
         self.intents = intents
         self.places = places
         self.lexicon = lexicon
         self.t = thresholds
         self.seat_names = seat_names
+        self.embedder = embedder
+        self.cache_dir = cache_dir
+        self.config = config
         # Vocabulary for typo correction: every word of the content, as MIA reads it.
         vocab: set[str] = set()
         raw_texts = [e.text for it in intents.intents for e in it.examples]
@@ -145,196 +153,64 @@ class IntentMatcher:
         self._vocab_by_initial = by_initial
         places.known_words = self.vocab | frozenset(lexicon.slang)
         self._correct = lru_cache(maxsize=20000)(self._correct_uncached)
-        self._word_features = lru_cache(maxsize=50000)(self._word_features_uncached)
 
-        self._choices: list[str] = []
-        self._owner: list[str] = []
-        # Examples grouped by owner, so one reduceat gives every intent's best score.
-        self._group_ids: list[str] = []
-        starts: list[int] = []
-        groups = [(it.id, it.examples) for it in intents.intents] + [(OUT_OF_SCOPE, intents.negatives)]
-        self._examples: list[Example] = []
-        for owner, examples in groups:
-            kept = [(self.prepare(e.text).text, e) for e in examples]
-            kept = [(t, e) for t, e in kept if not set(t.split()) <= MARKERS]  # a place alone: no intent
-            if kept:
-                self._group_ids.append(owner)
-                starts.append(len(self._choices))
-                self._choices.extend(t for t, _ in kept)
-                self._examples.extend(e for _, e in kept)
-                self._owner.extend([owner] * len(kept))
-        self._starts = np.array(starts, dtype=np.intp)
-        # token_sort_ratio is ratio() of sorted tokens: sort the examples once, not per message.
-        self._sorted = [" ".join(sorted(c.split())) for c in self._choices]
-        postings: dict[str, list[int]] = {}
-        for idx, text in enumerate(self._choices):
-            for tok in set(text.split()):
-                postings.setdefault(tok, []).append(idx)
-        n = max(len(self._choices), 1)
-        self._postings = {t: np.array(ids, dtype=np.intp) for t, ids in postings.items()}
-        self._idf = {t: float(np.log(1.0 + n / len(ids))) for t, ids in postings.items()}
-        # A keyword is worth as much as it is specific to its intent: the share of the
-        # examples using it that belong to that intent (1.0 when no example uses it).
-        self._keywords: dict[str, tuple[tuple[str, float], ...]] = {}
-        padded_examples = [f" {t} " for t in self._choices]
-        for it in intents.intents:
-            weighted = []
-            for k in it.keywords:
-                kw = " ".join(self.prepare(k).tokens)
-                if not kw:
-                    continue
-                owners = [o for o, t in zip(self._owner, padded_examples) if f" {kw} " in t]
-                own = sum(1 for o in owners if o == it.id)
-                weighted.append((kw, own / len(owners) if owners else 1.0))
-            self._keywords[it.id] = tuple(weighted)
-        # Keywords by their first word: a message only looks up the keywords its words can start.
-        self._keywords_by_first: dict[str, list[tuple[str, str, float]]] = {}
-        for intent_id, weighted in self._keywords.items():
-            for kw, weight in weighted:
-                self._keywords_by_first.setdefault(kw.split()[0], []).append((intent_id, kw, weight))
-        self._build_coverage()
-        self._build_learned()
+        self.items, self.item_examples = self._training_items()
+        self._vector_cache = VectorCache(cache_dir, embedder) if embedder is not None else None
+        self.classifier = self.train(self.items, progress)
+        self._index = {c: i for i, c in enumerate(self.classifier.classes)}
+        self._keywords = self._weigh_keywords()
         self._place_bonus = {it.id: it.place_bonus for it in intents.intents if it.place_bonus}
-        self._small_talk = frozenset(it.id for it in intents.intents if it.small_talk)
+        self.small_talk = frozenset(it.id for it in intents.intents if it.small_talk)
         self._titles: dict[str, str] = {}
         for it in intents.intents:
             for title in it.title.values():
                 self._titles.setdefault(clean(title), it.id)
 
-    def _build_coverage(self) -> None:
-        """Which intents use each word, and how specific the word is (IDF over intents)."""
-        ends = np.append(self._starts[1:], len(self._choices))
-        uses: dict[str, dict[int, int]] = {}  # word -> {group index: examples of the group using it}
-        self._example_words: list[frozenset[str]] = []
-        for g, (start, end) in enumerate(zip(self._starts.tolist(), ends.tolist())):
-            for i in range(start, end):
-                words = frozenset(self._choices[i].split()) - MARKERS
-                self._example_words.append(words)
-                for word in words:
-                    counts = uses.setdefault(word, {})
-                    counts[g] = counts.get(g, 0) + 1
-        self._group_of = np.repeat(np.arange(len(self._starts)), ends - self._starts)
-        n_groups = max(len(self._starts), 1)
-        # A word MIA has never seen counts as if it were specific to one intent: the more of
-        # the message nothing covers, the lower every intent scores.
-        self._unseen_idf = self.t.unseen_weight * float(np.log(1.0 + n_groups))
-        self._word_groups = {w: (np.fromiter(c, dtype=np.intp, count=len(c)), c) for w, c in uses.items()}
-        self._word_idf = {w: float(np.log(1.0 + n_groups / len(c))) for w, c in uses.items()}
-        self._n_groups = n_groups
+    def _training_items(self) -> tuple[list[TrainingItem], list[Example | None]]:
+        """Examples, out-of-scope phrases, keywords and titles, as the model reads them.
 
-    def features(self, tokens) -> list[str]:
-        """What the learned signal reads: words, pairs of neighbouring words, and pieces of words.
-
-        Pieces (character n-grams inside " word ") carry what a word shares with its relatives:
-        "perekaman" with "rekam", "dukcapil" with "capil", "diperpanjang" with "perpanjangan".
+        The second list holds the example behind each item (None for keywords and titles).
         """
-        words = list(tokens)
-        feats = [f"{a}_{b}" for a, b in zip(words, words[1:])]
-        for w in set(words):
-            feats.extend(self._word_features(w))
-        return feats
-
-    def _word_features_uncached(self, word: str) -> tuple[str, ...]:
-        lo, hi = int(self.t.nb_char_min), int(self.t.nb_char_max)
-        padded = f" {word} "
-        pieces = {"#" + padded[i:i + n] for n in range(lo, hi + 1) for i in range(len(padded) - n + 1)} if hi else ()
-        return (word, *sorted(pieces))
-
-    def _build_learned(self) -> None:
-        """Multinomial Naive Bayes over words, word pairs and word pieces, counted from the examples.
-
-        Fuzzy scores reward an example that shares many common words ("syarat paspor baru");
-        the learned posterior weighs each word by how much it tells one intent from the others
-        ("anak", "kitas"), which carries over to phrasings no example has. Training is counting,
-        so it costs milliseconds at load time, and leaving one example out is exact. The counts
-        are kept sparse (feature -> the intents using it), so memory grows with the examples,
-        not with features x intents.
-        """
-        index: dict[str, int] = {}
-        rows: list[np.ndarray] = []
-        for text in self._choices:
-            rows.append(np.array(sorted({index.setdefault(f, len(index)) for f in self.features(text.split())}),
-                                 dtype=np.int64))
-        n_groups = max(len(self._starts), 1)
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        feats = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        groups = np.repeat(self._group_of.astype(np.int64), lengths) if rows else np.zeros(0, dtype=np.int64)
-        keys, counts = np.unique(feats * n_groups + groups, return_counts=True)
-        self._nb_group = (keys % n_groups).astype(np.intp)  # per (feature, intent) pair, sorted by feature
-        self._nb_count = counts.astype(np.float64)
-        self._nb_indptr = np.searchsorted(keys // n_groups, np.arange(len(index) + 1))
-        self._nb_totals = np.bincount(groups, minlength=n_groups).astype(np.float64)
-        self._nb_index = index
-        self._nb_rows = (feats, np.concatenate([[0], np.cumsum(lengths)]))  # each example's features
-        a = self.t.nb_alpha
-        self._nb_gain = np.log1p(self._nb_count / a)  # log(count + a) - log(a): zero where unused
-        self._nb_norm = np.log(self._nb_totals + a * len(index))
-        self._word_ids = lru_cache(maxsize=50000)(self._word_ids_uncached)
-
-    def _word_ids_uncached(self, word: str) -> tuple[int, ...]:
-        return tuple(j for f in self._word_features(word) if (j := self._nb_index.get(f)) is not None)
-
-    def learned(self, tokens, exclude: int | None = None) -> np.ndarray:
-        """Per intent: the Naive Bayes posterior of the message (0..1); unknown words are skipped."""
-        words = list(tokens)
-        found = {j for a, b in zip(words, words[1:]) if (j := self._nb_index.get(f"{a}_{b}")) is not None}
-        for w in set(words):
-            found.update(self._word_ids(w))
-        if not found:
-            return np.zeros(self._n_groups)
-        ids = np.fromiter(sorted(found), dtype=np.int64, count=len(found))
-        starts, ends = self._nb_indptr[ids], self._nb_indptr[ids + 1]
-        lengths = ends - starts
-        offsets = np.cumsum(lengths) - lengths
-        pairs = np.arange(lengths.sum()) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
-        a = self.t.nb_alpha
-        n = len(ids)
-        loglik = n * np.log(a) + np.bincount(self._nb_group[pairs], weights=self._nb_gain[pairs],
-                                             minlength=self._n_groups) - n * self._nb_norm
-        if exclude is not None:  # leave-one-out: recount the example's intent without it
-            g = int(self._group_of[exclude])
-            feats, bounds = self._nb_rows
-            own = feats[bounds[exclude]:bounds[exclude + 1]]
-            counts = np.zeros(n)
-            mine = self._nb_group[pairs] == g
-            counts[np.repeat(np.arange(n), lengths)[mine]] = self._nb_count[pairs][mine]
-            counts -= np.isin(ids, own)
-            total = self._nb_totals[g] - len(own)
-            loglik[g] = float(np.sum(np.log(counts + a)) - n * np.log(total + a * len(self._nb_index)))
-        z = loglik / self.t.nb_temperature
-        z = np.exp(z - z.max())
-        return z / z.sum()
-
-    def coverage(self, tokens, exclude: int | None = None) -> np.ndarray:
-        """Per intent: the IDF-weighted share of the message's words its examples use (0..1).
-
-        Fuzzy scores weigh every character alike; coverage makes a rare, telling word
-        ("siduk") count more than "itu gratis gak". `exclude` leaves one example out.
-        """
-        words = set(tokens) - MARKERS
-        out = np.zeros(self._n_groups)
-        if not words:
-            return out
-        left_out = self._example_words[exclude] if exclude is not None else frozenset()
-        excluded_group = int(self._group_of[exclude]) if exclude is not None else -1
-        total = 0.0
-        for word in words:
-            entry = self._word_groups.get(word)
-            if entry is None:
-                total += self._unseen_idf
-                continue
-            groups, counts = entry
-            if word in left_out and counts.get(excluded_group) == 1:  # only the left-out example has it
-                groups = groups[groups != excluded_group]
-                if not len(groups):
-                    total += self._unseen_idf
+        items: list[TrainingItem] = []
+        sources: list[Example | None] = []
+        groups = [(it.id, it.examples) for it in self.intents.intents] + [(OUT_OF_SCOPE, self.intents.negatives)]
+        for owner, examples in groups:
+            for e in examples:
+                text = self.prepare(e.text).text
+                if set(text.split()) <= MARKERS:  # a place alone: no intent
                     continue
-                idf = float(np.log(1.0 + self._n_groups / len(groups)))
-            else:
-                idf = self._word_idf[word]
-            total += idf
-            out[groups] += idf
-        return out / total
+                items.append(TrainingItem(text, e.text, owner))
+                sources.append(e)
+        for it in self.intents.intents:
+            for phrase in (*it.keywords, *dict.fromkeys(it.title.values())):
+                text = self.prepare(phrase).text
+                if text and not set(text.split()) <= MARKERS:
+                    items.append(TrainingItem(text, phrase, it.id))
+                    sources.append(None)
+        return items, sources
+
+    def train(self, items: list[TrainingItem], progress=None) -> IntentClassifier:
+        """A classifier over `items` with this matcher's sentence model and cache (cross-validation uses it)."""
+        return IntentClassifier.train(items, self.embedder, self.cache_dir, self.config, vectors=self._vector_cache,
+                                      message_vectors=self.embedder.embed if self.embedder is not None else None,
+                                      progress=progress)
+
+    def _weigh_keywords(self) -> dict[str, tuple[tuple[str, float], ...]]:
+        """Each intent's keywords, worth as much as they are specific to it: the share of the
+        examples using the keyword that belong to the intent (1.0 when no example uses it)."""
+        padded = [(f" {it.lexical} ", it.label) for it, src in zip(self.items, self.item_examples) if src is not None]
+        weighted: dict[str, tuple[tuple[str, float], ...]] = {}
+        for it in self.intents.intents:
+            out = []
+            for k in it.keywords:
+                kw = " ".join(self.prepare(k).tokens)
+                if not kw:
+                    continue
+                owners = [label for text, label in padded if f" {kw} " in text]
+                own = sum(1 for o in owners if o == it.id)
+                out.append((kw, own / len(owners) if owners else 1.0))
+            weighted[it.id] = tuple(out)
+        return weighted
 
     # -- text preparation -------------------------------------------------------------
 
@@ -385,27 +261,31 @@ class IntentMatcher:
         content = [w for w in prep.tokens if w not in MARKERS]
         if not content:
             return Understanding(prep.text, None, 0.0, (), prep.places, prep.lang, False)
-        scores = self.score(prep)
+        parts = [(s, p) for s, p in ((s, self.prepare(s)) for s in sentences(text))
+                 if any(w not in MARKERS for w in p.tokens)]
+        scored = self.score_many([prep] + [p for _, p in parts], [text] + [s for s, _ in parts])
+        scores = scored[0]
         places = prep.places
         asked: list[str] = []  # what each sentence asks on its own, in order
-        for sentence in sentences(text):
-            part = self.prepare(sentence)
-            if not any(w not in MARKERS for w in part.tokens):
-                continue
-            part_scores = self.score(part)
-            for k, v in part_scores.items():
-                if k not in self._small_talk:  # "halo min" or "makasih" alone never outranks the question
-                    scores[k] = max(scores.get(k, 0.0), v)
+        part_decisions: dict[str, dict[str, float]] = {}
+        for (_, part), part_scores in zip(parts, scored[1:]):
             if not places.matches and not places.outside and (part.places.matches or part.places.outside):
                 places = part.places
             part_intent, _ = self._decide(part_scores)
-            if part_intent is not None and part_intent not in asked and part_intent not in self._small_talk:
+            if part_intent is not None and part_intent not in asked and part_intent not in self.small_talk:
                 asked.append(part_intent)
+                part_decisions[part_intent] = part_scores
         intent, ranked = self._decide(scores)
-        if intent in self._small_talk and asked:  # "halo min, ... syarat paspor apa? makasih"
+        question_last = bool(asked) and parts[-1][0].rstrip().endswith("?") and \
+            self._decide(scored[-1])[0] == asked[-1]
+        if len(asked) >= 2 or (asked and intent in self.small_talk) or (intent is None and question_last):
+            # Two questions ("syarat apa? terus biayanya?"): the first is answered, the next offered;
+            # a question wrapped in a greeting and thanks is the question, not the greeting; a story
+            # MIA cannot place that ends in a clear question is that question.
             intent = asked[0]
+            ranked = sorted(part_decisions[asked[0]].items(), key=lambda kv: -kv[1])
         candidates = tuple(Candidate(k, v) for k, v in ranked if k != OUT_OF_SCOPE)
-        oos = bool(ranked) and ranked[0][0] == OUT_OF_SCOPE
+        oos = bool(ranked) and ranked[0][0] == OUT_OF_SCOPE and ranked[0][1] >= self.t.out_of_scope
         also = next((a for a in asked if a != intent), None) if intent is not None else None
         confidence = min(1.0, candidates[0].score / 100.0) if candidates else 0.0
         return Understanding(prep.text, intent, round(confidence, 3), candidates[:5], places, prep.lang, oos,
@@ -420,64 +300,65 @@ class IntentMatcher:
         second = next((v for k, v in ranked[1:] if k != OUT_OF_SCOPE), 0.0)
         if score >= self.t.accept and score - second >= self.t.margin:
             return best, ranked
+        if score >= self.t.lead_accept and score - second >= self.t.lead:
+            return best, ranked
         return None, ranked
 
-    def example_at(self, index: int) -> Example:
-        """The example behind scoring row `index`."""
-        return self._examples[index]
+    def score(self, prep: _Prepared, raw: str | None = None) -> dict[str, float]:
+        """Per intent (and the out-of-scope class): its probability in points, plus keyword and place bonuses."""
+        return self.score_many([prep], [raw if raw is not None else " ".join(prep.written)])[0]
 
-    def score(self, prep: _Prepared, exclude: int | None = None) -> dict[str, float]:
-        """Best example score per intent blended with word coverage, plus keyword bonuses.
+    def score_many(self, preps: list[_Prepared], raws: list[str]) -> list[dict[str, float]]:
+        """`score` for several texts at once (one call to the sentence model)."""
+        probs = self.classifier.probabilities([p.text for p in preps], raws) * 100.0
+        out = []
+        for prep, row in zip(preps, probs):
+            scores = dict(zip(self.classifier.classes, row.tolist()))
+            self._add_bonuses(prep, scores)
+            out.append(scores)
+        return out
 
-        An example's score mixes token_set_ratio and token_sort_ratio. token_sort_ratio is
-        cheap against pre-sorted examples; the costlier token_set_ratio is computed only for
-        the examples that share the rarest words with the message or sort closest to it.
-        For every other example it is replaced by token_sort_ratio, its lower bound, which it
-        equals whenever the two texts share no word.
-        """
-        w = self.t.set_weight
-        n = len(self._choices)
-        query_sorted = " ".join(sorted(prep.tokens))
-        by_sort = process.cdist([query_sorted], self._sorted, scorer=fuzz.ratio, dtype=np.float32)[0]
-        by_set = by_sort.copy()
-        shared = [t for t in set(prep.tokens) if t in self._postings]
-        k = self.t.set_candidates
-        if shared:
-            weights = np.concatenate([np.full(len(self._postings[t]), self._idf[t]) for t in shared])
-            overlap = np.bincount(np.concatenate([self._postings[t] for t in shared]), weights=weights, minlength=n)
-            picks = np.argpartition(-overlap, k)[:k] if n > k else np.arange(n)
-            picks = picks[overlap[picks] > 0]
-            close = np.argpartition(-by_sort, k)[:k] if n > k else np.arange(n)
-            picks = np.union1d(picks, close)
-            subset = [self._choices[i] for i in picks]
-            by_set[picks] = process.cdist([prep.text], subset, scorer=fuzz.token_set_ratio, dtype=np.float32)[0]
-        combined = w * by_set + (1.0 - w) * by_sort
-        if exclude is not None:  # leave-one-out, for `mia intents check`
-            combined[exclude] = 0.0
-        best = np.maximum.reduceat(combined, self._starts)
-        c = self.t.coverage_weight
-        if c:
-            best = (1.0 - c) * best + (100.0 * c) * self.coverage(prep.tokens, exclude)
-        lw = self.t.learned_weight
-        if lw:
-            best = (1.0 - lw) * best + (100.0 * lw) * self.learned(prep.written or prep.tokens, exclude)
-        scores = dict(zip(self._group_ids, best.tolist()))
-        padded = f" {prep.text} "
-        found: dict[str, dict[str, float]] = {}
-        for token in set(prep.tokens):
-            for intent_id, kw, weight in self._keywords_by_first.get(token, ()):
-                if " " not in kw or f" {kw} " in padded:
-                    found.setdefault(intent_id, {})[kw] = weight
-        for intent_id, weights in found.items():
-            best_two = sorted(weights.values(), reverse=True)[:2]
-            scores[intent_id] = scores.get(intent_id, 0.0) + self.t.keyword_bonus * sum(best_two)
+    def _add_bonuses(self, prep: _Prepared, scores: dict[str, float]) -> None:
+        if self.t.keyword_bonus:
+            padded = f" {prep.text} "
+            for intent_id, weighted in self._keywords.items():
+                found = sorted((w for kw, w in weighted if f" {kw} " in padded), reverse=True)[:2]
+                if found:
+                    scores[intent_id] = scores.get(intent_id, 0.0) + self.t.keyword_bonus * sum(found)
         if self._place_bonus and self._names_home_place(prep):
             for intent_id, bonus in self._place_bonus.items():
                 scores[intent_id] = scores.get(intent_id, 0.0) + bonus
-        return scores
 
     def _names_home_place(self, prep: _Prepared) -> bool:
         """True when the message names a place other than an office's own town."""
         if prep.places.outside:
             return True
         return any(m.text not in self.seat_names for m in prep.places.matches)
+
+    def prefetch(self, texts: list[str]) -> None:
+        """Embed many messages (and their sentences) in batches before reading them one by one."""
+        if self.embedder is not None:
+            self.embedder.embed(list(dict.fromkeys(t for text in texts for t in (text, *sentences(text)))))
+
+    def cross_validated(self, folds: int = 5, progress=None) -> list[dict[str, float] | None]:
+        """Each training example's scores from a model that never saw it (k folds); None for keywords/titles.
+
+        Keywords and titles stay in every fold: they are the operators' words, not examples.
+        """
+        out: list[dict[str, float] | None] = [None] * len(self.items)
+        examples = [i for i, src in enumerate(self.item_examples) if src is not None]
+        for f in range(folds):
+            held = set(examples[f::folds])
+            model = self.train([it for i, it in enumerate(self.items) if i not in held])
+            ordered = sorted(held)
+            raw = [self.items[i].raw for i in ordered]
+            semantic = self._vector_cache.vectors(raw) if self._vector_cache is not None else None
+            probs = model.probabilities([self.items[i].lexical for i in ordered], raw, semantic) * 100.0
+            for i, row in zip(ordered, probs):
+                scores = {c: 0.0 for c in self.classifier.classes}
+                scores.update(zip(model.classes, row.tolist()))
+                self._add_bonuses(self.prepare(self.items[i].raw), scores)
+                out[i] = scores
+            if progress:
+                progress(f + 1, folds)
+        return out

@@ -81,7 +81,8 @@ def detect_language(tokens: list[str], lexicon: Lexicon) -> str | None:
     """Return "en" or "id" when the words say so, None when they do not tell."""
     en = sum(1 for t in tokens if t in lexicon.english)
     idn = sum(1 for t in tokens if t not in lexicon.english and (t in lexicon.indonesian or t in lexicon.slang))
-    if en > idn:
+    # One English word among others ("cek status RKT-2026-...") is a loanword, not a switch of language.
+    if en > idn and (en >= 2 or en == len(tokens)):
         return "en"
     if idn > en:
         return "id"
