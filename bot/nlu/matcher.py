@@ -28,6 +28,7 @@ OUT_OF_SCOPE = "__out_of_scope__"
 _CAPS_WORD = re.compile(r"\b[A-Z]{2,5}\b")
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+|\s*\n+\s*")
 MAX_SEGMENTS = 2  # sentences of a long message scored on their own (the last ones: the question comes last)
+SEGMENT_CHARS = 160  # what is read of one such sentence: a question is short, a long one is a story
 
 
 def sentences(text: str) -> list[str]:
@@ -39,7 +40,8 @@ def sentences(text: str) -> list[str]:
     parts = [p for p in _SENTENCE_END.split(text[: 4 * MAX_CHARS]) if p.strip()]
     if len(parts) < 2:
         return []
-    return [p for p in parts if len(p.split()) >= 2][-MAX_SEGMENTS:]  # "makasih" alone tells nothing
+    kept = [p for p in parts if len(p.split()) >= 2][-MAX_SEGMENTS:]  # "makasih" alone tells nothing
+    return [p[:SEGMENT_CHARS] for p in kept]
 
 
 def acronyms_in(text: str) -> frozenset[str]:
