@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Awaitable, Callable
@@ -14,7 +16,7 @@ from bot.knowledge import Office, Regency
 from bot.messages import Button, Incoming, Reply
 from bot.nlu.matcher import MARKERS, Understanding
 from bot.nlu.places import PlaceMatch
-from bot.privacy import mask
+from bot.privacy import review_text
 from bot.staff import REF_PLACEHOLDER, request_buttons
 from bot.store.base import ConversationState, Store
 
@@ -25,11 +27,11 @@ LAST_PLACE = "clarified_place"
 LAST_INTENT = "last_intent"  # the previous answer's intent, for follow-ups
 FOLLOW_UP_WORDS = 5  # a follow-up is short: not understood alone in this many words or fewer...
 FOLLOW_UP_CUED = 3  # ...or this few, starting with a follow-up word ("kalau yang elektronik?")
-FOLLOW_UP_CUES = frozenset("kalau kalo klo kl trus terus lalu bagaimana gimana yang yg what how and if about".split())
+FOLLOW_UP_CUES = frozenset("kalau kalo klo kl trus terus lalu bagaimana gimana yang yg tanpa selain what how and if about without".split())
 CANCEL_TEXT = "/batal"
 RATE_KEY = "rate"
-LOW_MARGIN = 6.0  # answers won by less than this lead are logged for operators as "low_margin"
 # Commands every channel may send; each stands for a text MIA already understands.
+REQUEST_REF = re.compile(r"\bRKT-\d{4}-\d{1,9}\b", re.IGNORECASE)  # a Lapor Rakit reference anywhere in a message
 COMMANDS = {
     "/start": "halo",
     "/menu": "menu",
@@ -44,6 +46,15 @@ FALLBACK_BUTTONS = ("help", "human_handoff")
 # A question MIA asked that a place answers: the intent the place completes.
 PENDING_PLACE = {ASK_REGION: ASK_REGION, HANDOFF_REGION: "human_handoff", COMPLAINT_REGION: "complaint"}
 MENU_BUTTONS = ("services_list", "passport_requirements", "office_for_region")
+MENU_KEY = "menu"  # the menu MIA just offered: {"options": [...], "ref": review row}; a tap labels the message
+ANSWERED_KEY = "answered"  # the last answer, for "Tidak membantu": {"text" (masked), "intent", "candidates"}
+# The one-tap feedback under an answer. The payload is the title, so what the citizen sees in the
+# chat is what they pressed; typing the same words counts too.
+FEEDBACK = {"id": ("👍 Membantu", "👎 Tidak membantu"), "en": ("👍 Helpful", "👎 Not helpful")}
+FEEDBACK_YES = frozenset(" ".join(t[0].lower().split()[1:]) for t in FEEDBACK.values())
+FEEDBACK_NO = frozenset(" ".join(t[1].lower().split()[1:]) for t in FEEDBACK.values())
+# Answers that ask for no feedback: small talk, menus of their own, and the flows.
+NO_FEEDBACK = frozenset({"help", "bot_identity", "services_list", "human_handoff", "complaint", "callback_request", ASK_REGION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +127,19 @@ class Assistant:
                 await unit.save_state(msg.channel, msg.chat_id, limited.state)
                 return limited
             words = msg.text.strip().split()
+            ref = REQUEST_REF.search(msg.text[:2000])
             if words and words[0].lower() == "/status":
                 outcome = await self._status(unit, state, words[1] if len(words) > 1 else "", msg)
+            elif ref and not state.data.get(HANDOFF_KEY) and not state.data.get(FORM_KEY):
+                outcome = await self._status(unit, state, ref.group(0), msg)  # "cek status RKT-2026-000001"
             elif msg.location is not None and not state.data.get(HANDOFF_KEY):
                 outcome = self._reply(self.content, replace(state, pending=None), "location_unsupported", None, 0.0,
                                       buttons=(ASK_REGION,))
             else:
                 outcome = self.respond(msg.text, state, msg.user_name)
+            if outcome.intent == "request_status":  # "status permintaan saya": the chat's newest request
+                latest = await unit.latest_request(msg.channel, msg.chat_id)
+                outcome = await self._status(unit, state, latest.ref if latest else "", msg, asked=True)
             outcome = await self._apply(unit, msg, outcome)
             await self._log_if_unanswered(unit, msg, outcome, state)
             if record is not None:
@@ -164,24 +181,23 @@ class Assistant:
         return self._reply(self.content, limited, "slow_down", None, 0.0)
 
     async def _log_if_unanswered(self, unit, msg: Incoming, outcome: Outcome, state: ConversationState) -> None:
-        """Fallbacks and narrow answers go to the operators' log: normalized, masked, no names."""
+        """Messages MIA did not understand or offered a menu for go to the operators' review log:
+        normalized, masked. A menu's row gets a reference, so the citizen's tap can label it."""
         u = outcome.understanding
-        if u is None or u.by_title or not u.text.strip():
+        if u is None or u.by_title or not u.text.strip() or outcome.intent is not None:
             return
-        scores = [c.score for c in u.candidates]
-        margin = scores[0] - scores[1] if len(scores) > 1 else 100.0
-        if outcome.intent is None:
-            kind = "fallback"
-        elif margin < LOW_MARGIN and outcome.intent == u.intent:
-            kind = "low_margin"
-        else:
-            return
-        home = state.data.get(HOME_KEY)
-        office = outcome.office or (self.content.knowledge.office_for(home["region"]).id if home else None)
+        menu = outcome.state.data.get(MENU_KEY)
+        kind = "menu" if menu is not None else "fallback"
+        ref = None
+        if menu is not None:
+            ref = menu["ref"] = secrets.token_hex(8)
         top = [(c.intent, round(c.score, 1)) for c in u.candidates[:3]]
-        # Lower-cased and squeezed, with phone numbers, long digit runs and e-mails masked.
-        text = mask(" ".join(msg.text.lower().split())[:300])
-        await unit.log_unanswered(msg.channel, office, text, kind, top)
+        text = review_text(msg.text, self.content.matcher.vocab, (msg.user_name,))
+        await unit.log_unanswered(msg.channel, self._office_of(outcome, state), text, kind, top, ref=ref)
+
+    def _office_of(self, outcome: Outcome, state: ConversationState) -> str | None:
+        home = state.data.get(HOME_KEY)
+        return outcome.office or (self.content.knowledge.office_for(home["region"]).id if home else None)
 
     async def _apply(self, unit, msg: Incoming, outcome: Outcome) -> Outcome:
         """Carry out the outcome's effects inside the message's transaction."""
@@ -193,6 +209,12 @@ class Assistant:
                 replies = [Reply(r.text.replace(REF_PLACEHOLDER, request.ref), r.buttons) for r in replies]
                 await self._notify_staff(unit, effect.office, "staff_request", {"request": request},
                                          ("request", request.ref), buttons=request_buttons(request))
+            elif effect.kind == "review":  # "not helpful": the message, what MIA answered, what else it thought
+                c = effect.context
+                await unit.log_unanswered(msg.channel, effect.office, c["text"], "not_helpful", c["candidates"],
+                                          ref=c["ref"], answered=c["answered"])
+            elif effect.kind == "label":  # a tap on a menu MIA offered: the citizen labelled their message
+                await unit.label_unanswered(effect.context["ref"], effect.context["intent"])
             elif effect.kind == "staff_notice":
                 context = dict(effect.context, channel=msg.channel, chat_id=msg.chat_id)
                 if context.pop("with_history", False):
@@ -214,15 +236,16 @@ class Assistant:
         payload = {"text": html, "html": True, "buttons": buttons or [], "bind": {"kind": bind[0], "target": bind[1]}}
         await unit.enqueue(destination[0], destination[1], payload)
 
-    async def _status(self, unit, state: ConversationState, ref: str, msg: Incoming) -> Outcome:
+    async def _status(self, unit, state: ConversationState, ref: str, msg: Incoming, asked: bool = False) -> Outcome:
         """/status REF: the state of a callback request (only for the chat that made it)."""
         request = await unit.get_request(ref) if ref else None
         if request is not None and (request.channel, request.chat_id) != (msg.channel, msg.chat_id):
             request = None  # another citizen's request: as if it did not exist
         content = self.content
         office = content.knowledge.office(request.office) if request else None
-        return self._reply(content, replace(state, pending=None), "request_status", None, 1.0, ref=ref.upper(),
-                           request=request, office=office)
+        return self._reply(content, replace(state, pending=None), "request_status", "request_status" if asked else None,
+                           1.0, ref=ref.upper(), request=request, office=office, asked=asked,
+                           buttons=("human_handoff",))
 
     # -- deciding (pure: no I/O) ----------------------------------------------------------
 
@@ -260,8 +283,11 @@ class Assistant:
         content = self.content  # one snapshot for the whole message, even if a reload swaps it
         now = time.time() if now is None else now
         new_state = ConversationState(lang=state.lang, pending=None, data=dict(state.data))
-        # A place named in a question MIA had to clarify counts for the very next turn only.
+        # A place named in a question MIA had to clarify counts for the very next turn only; so do
+        # the menu it offered and the answer that feedback would be about.
         remembered = new_state.data.pop(LAST_PLACE, None)
+        menu = new_state.data.pop(MENU_KEY, None)
+        answered = new_state.data.pop(ANSWERED_KEY, None)
         notes: list[Reply] = []
         form = new_state.data.get(FORM_KEY)
         if form and form.get("expires_at", 0) < now:
@@ -278,6 +304,9 @@ class Assistant:
             return self._prepend(notes, self._reply(content, new_state, "bad_input", None, 0.0, buttons=MENU_BUTTONS))
         if text == CANCEL_TEXT:
             return self._cancel(content, new_state, state)
+        said = " ".join(text.lower().split()).lstrip("👍👎 ")
+        if said in FEEDBACK_YES or said in FEEDBACK_NO:
+            return self._prepend(notes, self._feedback(content, new_state, answered, said in FEEDBACK_NO))
         u = content.matcher.understand(text)
         new_state.lang = u.lang or state.lang
         if not form and state.pending is None:
@@ -292,9 +321,15 @@ class Assistant:
         if awaited and has_place and (intent is None or intent in (ASK_REGION, "human_handoff", awaited)):
             intent = awaited
             confidence = max(confidence, 1.0 if u.only_places else 0.9)
+        elif awaited and intent is None and not u.out_of_scope:
+            # "Terus saya harus gimana?" while MIA waits for the regency: the question again, not a menu.
+            intent = awaited
 
         if intent is None:
             return self._prepend(notes, self._not_understood(content, new_state, u))
+        labels = ()
+        if menu and menu.get("ref") and u.by_title and intent in menu["options"]:
+            labels = (Effect("label", context={"ref": menu["ref"], "intent": intent}),)
 
         ctx = self._place_context(content, places.matches)
         if remembered and not places.matches and not places.outside:
@@ -310,16 +345,49 @@ class Assistant:
             return self._prepend(notes, lapor_rakit.start(self, content, new_state, u, ctx, now))
         if intent in ("human_handoff", handoff.COMPLAINT):
             return self._prepend(notes, handoff.start(self, content, new_state, u, ctx, user_name, intent))
+        if intent == "request_status":  # handle_outcome looks the chat's request up in the store
+            return self._prepend(notes, self._reply(content, new_state, "request_status", intent, confidence, ref="",
+                                                    request=None, office=None, asked=True,
+                                                    buttons=("human_handoff",), understanding=u))
         region: Regency | None = ctx["region"]
         office: Office | None = ctx["office"]
         buttons = content.intents.get(intent).buttons
         if u.also and u.also != intent:  # a second question in the message: offered first among the buttons
             buttons = (u.also,) + tuple(b for b in buttons if b != u.also)
-        return self._prepend(notes, self._reply(
-            content, new_state, content.intents.get(intent).response, intent, confidence,
-            buttons=buttons, region=region, office=office, place=ctx["place"],
-            user_name=user_name, understanding=u,
-        ))
+        outcome = self._reply(content, new_state, content.intents.get(intent).response, intent, confidence,
+                              buttons=buttons, region=region, office=office, place=ctx["place"],
+                              user_name=user_name, understanding=u)
+        if intent not in NO_FEEDBACK and intent not in content.matcher.small_talk and not u.by_title:
+            new_state.data[ANSWERED_KEY] = {"text": review_text(text, content.matcher.vocab, (user_name,)),
+                                            "intent": intent,
+                                            "candidates": [(c.intent, round(c.score, 1)) for c in u.candidates[:4]],
+                                            "office": office.id if office else None}
+            outcome = self._with_feedback(outcome, new_state.lang)
+        return self._prepend(notes, replace(outcome, effects=outcome.effects + labels))
+
+    @staticmethod
+    def _with_feedback(outcome: Outcome, lang: str) -> Outcome:
+        """The answer's last message gets the one-tap "Membantu / Tidak membantu" pair."""
+        yes, no = FEEDBACK.get(lang, FEEDBACK["id"])
+        last = outcome.replies[-1]
+        last = Reply(last.text, last.buttons + (Button(yes, yes, "feedback"), Button(no, no, "feedback")))
+        return replace(outcome, replies=outcome.replies[:-1] + (last,))
+
+    def _feedback(self, content: Content, state: ConversationState, answered: dict | None, unhelpful: bool) -> Outcome:
+        """A tap on the feedback pair. "Tidak membantu" puts the message in the review log and offers
+        the other answers MIA thought of, and an officer; the citizen's next tap labels the message."""
+        if not unhelpful or not answered:
+            return self._reply(content, state, "feedback_thanks", None, 1.0)
+        ref = secrets.token_hex(8)
+        others = tuple(i for i, _ in answered["candidates"] if i != answered["intent"]
+                       and i not in content.matcher.small_talk and i != "human_handoff"
+                       and content.intents.get(i) is not None)[:content.matcher.t.menu]
+        state.data[MENU_KEY] = {"options": list(others) + ["human_handoff"], "ref": ref}
+        review = Effect("review", office=answered.get("office"),
+                        context={"text": answered["text"], "answered": answered["intent"],
+                                 "candidates": answered["candidates"], "ref": ref})
+        outcome = self._reply(content, state, "not_helpful", None, 1.0, buttons=others + ("human_handoff",))
+        return replace(outcome, effects=(review,), offered=others + ("human_handoff",))
 
     def _cancel(self, content: Content, new_state: ConversationState, old: ConversationState) -> Outcome:
         """/batal: close whatever is open (a form, a question MIA asked)."""
@@ -348,6 +416,7 @@ class Assistant:
             # Unsure: the best answers as buttons, and an officer. The place is understood even
             # when the question is not: say which office serves it.
             offered = tuple(cands[:content.matcher.t.menu])
+            state.data[MENU_KEY] = {"options": list(offered) + ["human_handoff"]}
             ctx = self._place_context(content, matches)
             if ctx["region"] is not None:
                 state.data[LAST_PLACE] = {"region": ctx["region"].code, "place": ctx["place"]}
@@ -435,7 +504,7 @@ class Assistant:
             also_outside=None,
         )
         context.update(extra)
-        if template == "clarify":
+        if template in ("clarify", "not_helpful"):
             context["candidates"] = [content.intents.get(b).title[lang] for b in buttons[:-1]]
         text = content.responses.render(lang, template, **context)
         rendered = list(extra_buttons)

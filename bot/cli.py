@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -88,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     unanswered.add_argument("--office", help="office id")
     unanswered.add_argument("--csv", type=Path, help="write the groups to a CSV file too")
     unanswered.set_defaults(func=_cmd_report_unanswered)
+
+    review = sub.add_parser("review", help="review what citizens asked that MIA did not understand, chose in a "
+                                           "menu or said did not help; confirm each group as an example")
+    review.add_argument("--since", default="30d", help="how far back: 7d, 24h, 2w (default 30d)")
+    review.add_argument("--office", help="office id")
+    review.add_argument("--list", action="store_true", help="only list the groups and suggestions")
+    review.set_defaults(func=_cmd_review)
 
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command")
@@ -294,6 +302,94 @@ def _cmd_report_unanswered(args, settings) -> int:
                             " | ".join(g.texts[:20])])
         print(f"CSV: {args.csv}")
     return 0
+
+
+def _cmd_review(args, settings) -> int:
+    from bot.checks import check_content
+    from bot.content import Content
+    from bot.reports import since_timestamp
+    from bot.review import confirm, describe, drop, groups_to_review, suggest
+
+    try:
+        since = since_timestamp(args.since)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    content = Content.load(settings.mia_content_dir, progress=_stage_progress())
+    titles = {it.id: it.title["id"] for it in content.intents.intents}
+    by = f"operator:{os.environ.get('USER', 'console')}"
+    checked = lambda root: check_content(root, cross_validate=False)  # noqa: E731 - the edit's gate
+
+    async def run(store) -> int:
+        rows = await store.review_items(since=since, office=args.office)
+        groups = groups_to_review(rows, content)
+        print(f"{len(rows)} pesan untuk ditinjau / messages to review, {len(groups)} kelompok / groups")
+        for n, group in enumerate(groups, 1):
+            s = suggest(group, content)
+            print(f"\n[{n}/{len(groups)}] {group.count}x ({describe(group)})\n  \"{group.example}\"")
+            for other in list(dict.fromkeys(group.texts[1:]))[:3]:
+                print(f"    juga / also: \"{other}\"")
+            print(f"  Saran / suggestion: {s.intent or '-'} ({titles.get(s.intent, '-')}): {s.why}")
+            if args.list:
+                continue
+            while True:
+                key = _ask("  [y] tambah sebagai contoh / add as example  [c] intent lain / other intent  "
+                           "[d] buang / drop  [s] lewati / skip  [q] keluar / quit > ")
+                if key == "y" and s.intent:
+                    print("  " + await confirm(store, settings.mia_content_dir, group, s.intent, by, checked))
+                elif key == "c":
+                    intent = _pick_intent(content)
+                    if intent is None:
+                        continue
+                    print("  " + await confirm(store, settings.mia_content_dir, group, intent, by, checked))
+                elif key == "d":
+                    print("  " + await drop(store, group, by))
+                elif key in ("s", ""):
+                    pass
+                elif key in ("q", None):
+                    return 0
+                else:
+                    continue
+                break
+        return 0
+
+    return asyncio.run(_with_store(settings, run))
+
+
+def _ask(prompt: str) -> str | None:
+    """One answer from the operator; None at the end of input."""
+    try:
+        return input(prompt).strip().lower()
+    except EOFError:
+        return None
+
+
+def _pick_intent(content) -> str | None:
+    """The operator types part of an intent's id or title and picks it by number."""
+    from rapidfuzz import fuzz, process
+
+    query = _ask("  intent (id atau judul / id or title): ")
+    if not query:
+        return None
+    names = {it.id: f"{it.id} ({it.title['id']})" for it in content.intents.intents}
+    if query in names:
+        return query
+    hits = process.extract(query, names, scorer=fuzz.WRatio, limit=5)
+    for n, (label, _, _) in enumerate(hits, 1):
+        print(f"    {n}. {label}")
+    choice = _ask("  nomor / number: ")
+    if choice and choice.isascii() and choice.isdigit() and 1 <= int(choice) <= len(hits):
+        return hits[int(choice) - 1][2]
+    return None
+
+
+def _stage_progress():
+    """A cold build of the model prints its progress on stderr; a warm one prints nothing."""
+    def show(stage: str, done: int, total: int) -> None:
+        label = {"embed": "sentence vectors of new examples"}.get(stage, stage)
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+    return show
 
 
 def _cmd_db_purge(args, settings) -> int:

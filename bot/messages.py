@@ -19,10 +19,15 @@ class Incoming:
 
 @dataclass(frozen=True, slots=True)
 class Button:
-    """A reply option; pressing it sends `payload` as if typed."""
+    """A reply option; pressing it sends `payload` as if typed.
+
+    `kind` "feedback" marks the one-tap "was this helpful?" pair, which a channel short of room
+    for buttons (WhatsApp: three) may leave out.
+    """
 
     title: str
     payload: str
+    kind: str = "say"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
 
-GROUP_SIMILARITY = 80.0  # token_set_ratio above which two questions count as the same question
+GROUP_SIMILARITY = 80.0  # token_set_ratio above which two questions count as the same question...
+SAME_MEANING = 0.90  # ...when their sentence vectors are this close too (shared words alone mislead:
+#                      "sy mau bikin paspor" and "sy mau tanya jam buka" share three)
+PARAPHRASE = 0.95  # sentence vectors this close: the same question in other words
 _SPAN = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNIT = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -28,6 +31,7 @@ class Group:
 
     example: str
     texts: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
     nearest: Counter = field(default_factory=Counter)
     offices: Counter = field(default_factory=Counter)
 
@@ -40,25 +44,46 @@ class Group:
         return self.nearest.most_common(1)[0][0] if self.nearest else None
 
 
-def group_unanswered(rows: list[dict], normalize=None) -> list[Group]:
-    """Greedy grouping with rapidfuzz over normalized text, most frequent group first."""
+def group_unanswered(rows: list[dict], normalize=None, embed=None) -> list[Group]:
+    """Greedy grouping of similar questions, most frequent group first.
+
+    Two questions are one when their words overlap (rapidfuzz token_set_ratio over normalized text)
+    and, given `embed` (texts -> unit vectors), their meanings agree; or when their meanings are
+    nearly the same whatever the words. A row's nearest intent is the one the citizen chose in a
+    menu, else MIA's best guess.
+    """
     from bot.nlu.normalize import clean
 
     normalize = normalize or clean
     groups: list[Group] = []
     keys: list[str] = []
-    for row in rows:
+    vectors = embed([r["text"] for r in rows]) if embed is not None and rows else None
+    heads: list[int] = []  # the row that founded each group
+    for i, row in enumerate(rows):
         text = row["text"]
         key = normalize(text)
-        hit = process.extractOne(key, keys, scorer=fuzz.token_set_ratio, score_cutoff=GROUP_SIMILARITY) if keys else None
-        if hit is None:
+        found = None
+        if keys:
+            words = process.cdist([key], keys, scorer=fuzz.token_set_ratio)[0]
+            if vectors is None:
+                best = int(words.argmax())
+                found = best if words[best] >= GROUP_SIMILARITY else None
+            else:
+                meaning = vectors[heads] @ vectors[i]
+                fits = (words >= GROUP_SIMILARITY) & (meaning >= SAME_MEANING) | (meaning >= PARAPHRASE)
+                found = int((meaning * fits).argmax()) if fits.any() else None
+        if found is None:
             groups.append(Group(example=text))
             keys.append(key)
+            heads.append(i)
             group = groups[-1]
         else:
-            group = groups[hit[2]]
+            group = groups[found]
         group.texts.append(text)
-        if row["candidates"]:
+        group.rows.append(row)
+        if row.get("chosen"):
+            group.nearest[row["chosen"]] += 1
+        elif row["candidates"]:
             group.nearest[row["candidates"][0][0]] += 1
         group.offices[row.get("office") or "-"] += 1
     return sorted(groups, key=lambda g: (-g.count, g.example))

@@ -24,6 +24,8 @@ SYSTEM_TEMPLATES = (
     "location_unsupported",
     "request_status",
     "slow_down",
+    "feedback_thanks",
+    "not_helpful",
     # the Lapor Rakit form
     "form_question",
     "form_done",

@@ -65,7 +65,7 @@ class Thresholds:
     lead_accept: float = 101.0  # also answer a less likely best intent from this score...
     lead: float = 100.0  # ...when it leads the runner-up by this many points
     out_of_scope: float = 50.0  # an out-of-scope best at least this likely: "not understood", no menu
-    clarify: float = 0.0  # below this, no "Maksud Anda ...?" menu: the plain fallback
+    clarify: float = 6.0  # below this, no "Maksud Anda ...?" menu: the plain fallback (gibberish gets no guesses)
     menu: int = 3  # answers offered when unsure (plus "Bicara dengan petugas")
     keyword_bonus: float = 0.0  # points per distinct keyword found (at most two count), times its specificity
     correction_cutoff: float = 80.0  # typo correction against the content's vocabulary
@@ -255,11 +255,16 @@ class IntentMatcher:
 
     def understand(self, text: str) -> Understanding:
         """Read one message and decide whether MIA knows what is asked."""
-        prep = self.prepare(text)
         title_hit = self._titles.get(clean(text))
         if title_hit is not None:
+            prep = self.prepare(text)
             return Understanding(prep.text, title_hit, 1.0, (Candidate(title_hit, 100.0),), prep.places,
                                  prep.lang, False, by_title=True)
+        # Openers carry no question: "Halo min, mau tanya syarat paspor" is read as "syarat paspor".
+        core = self.lexicon.past_preamble(text)
+        if len(clean(core).split()) >= 2:
+            text = core
+        prep = self.prepare(text)
         content = [w for w in prep.tokens if w not in MARKERS]
         if not content:
             return Understanding(prep.text, None, 0.0, (), prep.places, prep.lang, False)

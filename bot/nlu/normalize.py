@@ -25,6 +25,7 @@ class Lexicon:
     slang: dict[str, tuple[str, ...]]
     english: frozenset[str]
     indonesian: frozenset[str]
+    preamble: re.Pattern | None = None  # openers that carry no question ("halo min, mau tanya")
 
     @classmethod
     def from_mapping(cls, data: dict) -> "Lexicon":
@@ -32,11 +33,25 @@ class Lexicon:
         slang = {
             str(k).lower(): tuple(str(v or "").lower().split()) for k, v in (data.get("slang") or {}).items()
         }
+        phrases = sorted({" ".join(str(p).lower().split()) for p in data.get("preamble") or ()} - {""},
+                         key=len, reverse=True)
+        preamble = None
+        if phrases:
+            words = "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases)
+            preamble = re.compile(rf"^(?:[\W_]*(?:{words})(?![\w])[\W_]*)+", re.IGNORECASE)
         return cls(
             slang=slang,
             english=frozenset(str(w).lower() for w in data.get("english_words") or ()),
             indonesian=frozenset(str(w).lower() for w in data.get("indonesian_words") or ()),
+            preamble=preamble,
         )
+
+    def past_preamble(self, text: str) -> str:
+        """The message after its openers ("Halo min, mau tanya syarat paspor?" -> "syarat paspor?")."""
+        if self.preamble is None:
+            return text
+        m = self.preamble.match(text[:MAX_CHARS])
+        return text[m.end():] if m else text
 
 
 def clean(text: str) -> str:

@@ -194,6 +194,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE staff_messages ADD COLUMN created_at REAL NOT NULL DEFAULT 0;
     UPDATE staff_messages SET created_at = CAST(strftime('%s', 'now') AS REAL);
     """,
+    # The review log: what MIA answered, what the citizen chose in a menu, what an operator decided.
+    """
+    ALTER TABLE unanswered ADD COLUMN ref TEXT;
+    ALTER TABLE unanswered ADD COLUMN answered TEXT;
+    ALTER TABLE unanswered ADD COLUMN chosen TEXT;
+    ALTER TABLE unanswered ADD COLUMN status TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE unanswered ADD COLUMN decided_intent TEXT;
+    ALTER TABLE unanswered ADD COLUMN decided_by TEXT;
+    ALTER TABLE unanswered ADD COLUMN decided_at REAL;
+    CREATE INDEX unanswered_ref ON unanswered (ref);
+    CREATE INDEX unanswered_status ON unanswered (status, created_at);
+    """,
 )
 
 
@@ -407,16 +419,39 @@ class SQLiteStore:
         return await self._tx(run)
 
     async def unanswered_since(self, since: float, office: str | None = None) -> list[dict]:
-        """Logged unanswered questions since a time, oldest first."""
-        sql = "SELECT id, channel, office, text, kind, candidates, created_at FROM unanswered WHERE created_at >= ?"
+        """Logged questions (not understood, menus, answers a citizen said did not help) since a time, oldest first."""
+        return await self.review_items(since=since, office=office, status=None)
+
+    async def review_items(self, since: float = 0.0, office: str | None = None, status: str | None = "open",
+                           kinds: tuple[str, ...] | None = None) -> list[dict]:
+        """The review log, oldest first: each row's masked text, kind, MIA's candidates, what MIA
+        answered, what the citizen chose in a menu, and the operator's decision."""
+        sql = ("SELECT id, channel, office, text, kind, candidates, created_at, answered, chosen, status, "
+               "decided_intent FROM unanswered WHERE created_at >= ?")
         args: list = [since]
         if office:
             sql += " AND office = ?"
             args.append(office)
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args.extend(kinds)
         async with self._require().execute(sql + " ORDER BY id", args) as cur:
             rows = await cur.fetchall()
         return [{"id": r[0], "channel": r[1], "office": r[2], "text": r[3], "kind": r[4],
-                 "candidates": json.loads(r[5]), "at": r[6]} for r in rows]
+                 "candidates": json.loads(r[5]), "at": r[6], "answered": r[7], "chosen": r[8], "status": r[9],
+                 "decided_intent": r[10]} for r in rows]
+
+    async def decide_review(self, ids: list[int], status: str, intent: str | None, by: str) -> int:
+        """An operator's decision on review rows ("confirmed" with an intent, or "dropped"); open rows only."""
+        def run(conn) -> int:
+            marks = ",".join("?" * len(ids))
+            return conn.execute(f"UPDATE unanswered SET status = ?, decided_intent = ?, decided_by = ?, decided_at = ? "
+                                f"WHERE id IN ({marks}) AND status = 'open'",
+                                (status, intent, by, time.time(), *ids)).rowcount
+        return await self._tx(run) if ids else 0
 
     async def add_confirmed_example(self, text: str, intent: str | None, decided_by: str) -> None:
         """An operator's decision on a logged question: a labelled case for `mia intents test`."""
@@ -466,6 +501,8 @@ class SQLiteStore:
                                "DELETE FROM outbox WHERE created_at < :t"),
             "digest_items_deleted": ("SELECT count(*) FROM digest_items WHERE created_at < :t",
                                      "DELETE FROM digest_items WHERE created_at < :t"),
+            "confirmed_examples_deleted": ("SELECT count(*) FROM confirmed_examples WHERE created_at < :t",
+                                           "DELETE FROM confirmed_examples WHERE created_at < :t"),
         }
 
         def run(conn):
@@ -653,6 +690,13 @@ class SQLiteUnit:
             f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE ref = ?", (ref.strip().upper(),)).fetchone())
         return _request(row) if row else None
 
+    async def latest_request(self, channel: str, chat_id: str) -> CallbackRequest | None:
+        """The newest request made from this chat, or None."""
+        row = await self._call(lambda conn: conn.execute(
+            f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE channel = ? AND chat_id = ? ORDER BY id DESC "
+            "LIMIT 1", (channel, chat_id)).fetchone())
+        return _request(row) if row else None
+
     async def set_request_status(self, ref: str, status: str, by: str) -> None:
         """Record a claim ("claimed") or a close ("done"), with who and when."""
         column = {"claimed": "claimed", "done": "done"}[status]
@@ -707,11 +751,20 @@ class SQLiteUnit:
             "INSERT INTO whatsapp_inbox (body, received_at) VALUES (?, ?)", (body, time.time())).lastrowid)
 
     async def log_unanswered(self, channel: str, office: str | None, text: str, kind: str,
-                             candidates: list[tuple[str, float]]) -> None:
-        """A question MIA could not answer confidently (text already lower-cased and masked)."""
+                             candidates: list[tuple[str, float]], ref: str | None = None,
+                             answered: str | None = None) -> None:
+        """A message for the operators' review (text already masked): MIA did not understand it
+        ("fallback"), offered a menu ("menu"), or answered it and heard "not helpful" ("not_helpful").
+        `ref` lets a later menu choice label the row."""
         self._defer(
-            "INSERT INTO unanswered (channel, office, text, kind, candidates, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (channel, office, text, kind, json.dumps(candidates), time.time()))
+            "INSERT INTO unanswered (channel, office, text, kind, candidates, created_at, ref, answered) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (channel, office, text, kind, json.dumps(candidates), time.time(), ref, answered))
+
+    async def label_unanswered(self, ref: str, chosen: str) -> None:
+        """The citizen chose `chosen` from the menu MIA showed for row `ref`: the message is labelled."""
+        self._defer("UPDATE unanswered SET chosen = ?, kind = CASE kind WHEN 'menu' THEN 'menu_choice' ELSE kind END "
+                    "WHERE ref = ? AND chosen IS NULL", (chosen, ref))
 
     async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None:
         """(kind, target) of a notification MIA sent to a staff chat, or None."""
