@@ -274,6 +274,13 @@ class Assistant:
             return u
         title = content.intents.get(last).title[state.lang if state.lang in ("id", "en") else "id"]
         joined = content.matcher.understand(f"{title} {text}")
+        # "kalo buat anak gimana?" after the requirements: a next step MIA itself offered (one of the
+        # previous answer's buttons) is what a short message most likely asks, rather than the same
+        # answer again or a menu.
+        best = u.candidates[0] if u.candidates else None
+        if (joined.intent in (None, last) and best is not None and best.intent != last
+                and best.intent in content.intents.get(last).buttons and best.score >= content.matcher.t.accept / 2):
+            return replace(u, intent=best.intent, also=None)
         if joined.intent is None:
             return u
         return replace(joined, text=u.text, places=u.places, lang=u.lang or joined.lang, also=None)
@@ -321,7 +328,7 @@ class Assistant:
         if awaited and has_place and (intent is None or intent in (ASK_REGION, "human_handoff", awaited)):
             intent = awaited
             confidence = max(confidence, 1.0 if u.only_places else 0.9)
-        elif awaited and intent is None and not u.out_of_scope:
+        elif awaited and intent in (None, "help") and not u.out_of_scope:
             # "Terus saya harus gimana?" while MIA waits for the regency: the question again, not a menu.
             intent = awaited
 

@@ -276,7 +276,8 @@ async def _with_store(settings, work):
 
 
 def _cmd_report_unanswered(args, settings) -> int:
-    from bot.reports import group_unanswered, since_timestamp
+    from bot.reports import since_timestamp
+    from bot.review import describe, groups_to_review
 
     try:
         since = since_timestamp(args.since)
@@ -284,14 +285,13 @@ def _cmd_report_unanswered(args, settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from bot.content import Content
-    from bot.nlu.normalize import clean, expand_slang
 
-    lexicon = Content.load(settings.mia_content_dir).lexicon
+    content = Content.load(settings.mia_content_dir, progress=_stage_progress())
     rows = asyncio.run(_with_store(settings, lambda store: store.unanswered_since(since, args.office)))
-    groups = group_unanswered(rows, normalize=lambda t: " ".join(expand_slang(clean(t).split(), lexicon)))
+    groups = groups_to_review(rows, content)
     print(f"{len(rows)} pertanyaan tak terjawab dalam {args.since} / unanswered questions, {len(groups)} kelompok / groups")
     for n, g in enumerate(groups, 1):
-        print(f"{n:>3}. {g.count:>4}x  \"{g.example}\"  -> terdekat/nearest: {g.nearest_intent or '-'}")
+        print(f"{n:>3}. {g.count:>4}x  \"{g.example}\"  -> terdekat/nearest: {g.nearest_intent or '-'}  ({describe(g)})")
     if args.csv:
         from bot.csvfile import private_csv
 

@@ -8,7 +8,8 @@ import logging
 import time
 
 from bot.editing import EditError, add_example, restore
-from bot.reports import group_unanswered
+from bot.privacy import example_text
+from bot.review import describe, groups_to_review, suggest
 from bot.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
@@ -36,25 +37,31 @@ class Digest:
         """Queue the digest for the operators' chat; returns the number of groups in it."""
         now = time.time() if now is None else now
         await self._send_stale_facts(dt.date.fromtimestamp(now))
-        groups = group_unanswered(await self.store.unanswered_since(now - WEEK))[:TOP]
-        titles = {it.id: it.title["id"] for it in self.holder.content.intents.intents}
+        content = self.holder.content
+        rows = await self.store.review_items(since=now - WEEK)
+        groups = await asyncio.to_thread(groups_to_review, rows, content)
+        groups = groups[:TOP]
+        titles = {it.id: it.title["id"] for it in content.intents.intents}
         if not groups:
             await self.notify_payload({"text": "Ringkasan mingguan MIA: tidak ada pertanyaan yang tak terjawab "
                                                "minggu ini.", "buttons": []})
             return 0
         await self.notify_payload({"text": f"Ringkasan mingguan MIA: {len(groups)} kelompok pertanyaan yang paling "
-                                           "sering tidak terjawab. Pilih tindakan di bawah tiap pertanyaan.",
-                                   "buttons": []})
+                                           "sering tidak terjawab, dipilih dari menu, atau dinilai tidak membantu. "
+                                           "Pilih tindakan di bawah tiap pertanyaan.", "buttons": []})
         for g in groups:
-            candidates = [c for c, _ in g.nearest.most_common(3)]
-            item = await self.store.add_digest_item(g.example, g.count, candidates)
+            suggestion = suggest(g, content)
+            candidates = [suggestion.intent] if suggestion.intent else []
+            candidates += [c for c, _ in g.nearest.most_common(3) if c not in candidates]
+            item = await self.store.add_digest_item(g.example, g.count, candidates[:3], [r["id"] for r in g.rows])
             buttons = []
-            if g.nearest_intent:
-                buttons.append({"title": f"Tambah ke {titles.get(g.nearest_intent, g.nearest_intent)}"[:40],
+            if candidates:
+                buttons.append({"title": f"Tambah ke {titles.get(candidates[0], candidates[0])}"[:40],
                                 "data": f"dg:add:{item}:0"})
             buttons += [{"title": "Intent lain", "data": f"dg:pick:{item}"},
                         {"title": "Abaikan", "data": f"dg:ign:{item}"}]
-            await self.notify_payload({"text": f"{g.count}x: \"{g.example}\"\nTerdekat: {g.nearest_intent or '-'}",
+            await self.notify_payload({"text": f"{g.count}x ({describe(g)}): \"{g.example}\"\n"
+                                               f"Saran: {candidates[0] if candidates else '-'}",
                                        "buttons": buttons})
         return len(groups)
 
@@ -83,6 +90,7 @@ class Digest:
         action = parts[1]
         if action == "ign":
             await self.store.decide_digest_item(item["id"], "ignored", by)
+            await self.store.decide_review(item.get("review_ids", []), "dropped", None, by)
             return f"Diabaikan: \"{item['example']}\"."
         if action == "pick":
             intents = [it.id for it in self.holder.content.intents.intents]
@@ -98,7 +106,7 @@ class Digest:
         return await self._add(item, intent, by)
 
     async def _add(self, item: dict, intent: str, by: str) -> str:
-        text = item["example"]
+        text = example_text(item["example"])  # names and numbers were masked; their placeholders stay out
         try:
             path, original = await asyncio.to_thread(add_example, self.reloader.root / "intents", intent, text)
         except EditError as exc:
@@ -109,6 +117,7 @@ class Digest:
             await self.reloader.reload("membatalkan contoh yang ditolak")
             return f"Tidak ditambahkan: contoh itu membuat konten gagal diperiksa. {result.message[:300]}"
         await self.store.decide_digest_item(item["id"], f"added:{intent}", by)
+        await self.store.decide_review(item.get("review_ids", []), "confirmed", intent, by)
         await self.store.add_confirmed_example(text, intent, by)
         return f"Ditambahkan ke {intent}: \"{text}\". Konten baru sudah aktif."
 

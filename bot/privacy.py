@@ -17,7 +17,7 @@ _PHONE_MIN_DIGITS = 9  # fewer is a time or a date ("08.00-16.00"); more is mask
 _DIGITS = re.compile(r"(?<![\d-])\d{6,}")  # NIK (16 digits), KK, passport-like numbers, account numbers
 # The same numbers written in groups: "3171 2345 6789 0001", "3171.2345.6789.0001".
 _GROUPED = re.compile(rf"(?<!\d)\d{{2,6}}(?:[{_SEP}]\d{{2,6}}){{2,}}(?!\d)")
-_GROUPED_MIN_DIGITS = 10
+_GROUPED_MIN_DIGITS = 14  # a NIK or KK (16); a phone number has fewer and is masked as one
 # Words after which citizens write a person's name ("nama saya Budi Santoso", "atas nama Siti").
 _NAME_CUES = re.compile(r"\b(nama(?:\s+(?:saya|ku|aku|anak|ibu|bapak|suami|istri|pemohon))?|namanya|namaku|bernama|"
                         r"atas\s+nama|a\.?\s?n\.?|my\s+name\s+is|name)\s*:?\s+", re.IGNORECASE)
@@ -42,8 +42,8 @@ def _grouped(match: re.Match) -> str:
 def mask(text: str) -> str:
     """Replace e-mail addresses, phone numbers and long digit runs with placeholders."""
     text = _EMAIL.sub("[email]", text)
-    text = _PHONE.sub(_phone, text)
     text = _GROUPED.sub(_grouped, text)
+    text = _PHONE.sub(_phone, text)
     return _DIGITS.sub("[angka]", text)
 
 

@@ -136,3 +136,68 @@ async def test_an_app_complaint_answered_as_app_trouble_can_become_a_complaint(c
     await chat.say("ogan ilir")
     notices = await staff_notices(store, "-100100")
     assert notices and "Keluhan warga" in notices[0].payload["text"]
+
+
+# Misreadings found by trying MIA as a new user (issue 17), each tried in other words.
+
+async def test_the_commonest_opener_is_how_to_apply_not_group_service(chat):
+    for opener in ("saya pengen bikin paspor", "mau buat paspor nih min"):
+        reply = await chat.say(opener)
+        assert "Eazy" not in reply.text.split("\n")[0]
+        assert "M-Paspor" in reply.text or "Cara membuat paspor" in [b.title for b in reply.buttons]
+
+
+async def test_a_follow_up_about_a_child_after_the_requirements(chat):
+    await chat.say("dokumen apa aja buat bikin paspor")
+    reply = await chat.say("kalo buat anak gimana?")
+    assert "akta kelahiran anak" in reply.text
+
+
+async def test_what_now_after_a_complaint_asks_for_the_regency_again(chat):
+    first = await chat.say("petugas loketnya kasar sekali sama saya")
+    assert "kabupaten/kota" in first.text
+    again = await chat.say("trus saya mesti ngapain?")
+    assert "kabupaten/kota" in again.text and "Maksud Anda" not in again.text
+
+
+async def test_asking_the_status_of_my_request_is_not_the_passport_status_refusal(chat):
+    reply = await chat.say("gimana status permintaan lapor rakit saya")
+    assert "Lapor Rakit" in reply.text and "RKT-" in reply.text
+    ref = await chat.say("tolong cek RKT-2026-000042")
+    assert "RKT-2026-000042" in ref.text and "tidak ditemukan" in ref.text
+    after = await chat.say("biaya paspor brp")
+    assert "Biaya paspor" in after.text  # still Indonesian: one reference is no switch to English
+
+
+async def test_a_greeting_wrapped_around_a_question_answers_the_question(chat):
+    reply = await chat.say("selamat pagi kak, mau nanya biaya bikin paspor")
+    assert "Rp350.000" in reply.text
+
+
+async def test_leaving_tomorrow_offers_the_same_day_service(chat):
+    reply = await chat.say("besok pagi sudah harus terbang tapi paspor belum punya")
+    assert "percepatan" in reply.text.lower() or "Paspor selesai hari ini" in [b.title for b in reply.buttons]
+    assert not reply.text.startswith("Lada Tunggu")
+
+
+async def test_a_weekend_application_is_the_weekend_service_not_the_emergency_one(chat):
+    reply = await chat.say("bisa bikin paspor di lahat hari sabtu?")
+    assert reply.text.lstrip("*").startswith("Lapor Tunggu'")
+
+
+async def test_english_renewal_documents_get_the_renewal_answer(chat):
+    reply = await chat.say("what do I need to bring to renew my passport?")
+    assert "renewal" in reply.text.lower() and "old passport" in reply.text
+    assert "Agustus" not in reply.text and "Januari" not in reply.text  # English answers, English months
+
+
+async def test_is_anyone_there_does_not_start_lapor_rakit(chat):
+    reply = await chat.say("halo? ada yang jaga?")
+    assert "nama lengkap pemohon" not in reply.text.lower()
+    assert "Bicara dengan petugas" in [b.title for b in reply.buttons]
+
+
+async def test_no_birth_certificate_is_answered_with_the_alternatives(chat):
+    await chat.say("persyaratan bikin paspor baru apa ya")
+    reply = await chat.say("kalau tidak punya akta lahir?")
+    assert "ijazah" in reply.text and "Disdukcapil" not in reply.text

@@ -280,7 +280,7 @@ async def test_weekly_digest_lists_facts_older_than_a_year(content):
     holder.content = content
 
     class Store:
-        async def unanswered_since(self, since):
+        async def review_items(self, since=0.0, office=None, status="open", kinds=None):
             return []
 
     async def notify(payload):

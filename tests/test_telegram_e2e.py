@@ -376,3 +376,23 @@ async def test_webhook_mode_checks_the_secret_token(botapi, world, db_path):
         assert "Rp350.000" in reply["text"]
     finally:
         await app.stop()
+
+
+async def test_an_unsure_message_gets_a_menu_and_the_tap_labels_it(mia, world):
+    menu = await world.say(CITIZEN, "bagaimana dengan paspor lama saya")
+    options = buttons(menu)
+    assert "Maksud Anda" in menu["text"] and options[-1] == "Bicara dengan petugas" and len(options) >= 3
+    answer = await world.tap(CITIZEN, menu, options[0])
+    assert "Maksud Anda" not in answer["text"]
+    [row] = await mia.store.review_items()
+    assert row["kind"] == "menu_choice" and row["chosen"]
+
+
+async def test_feedback_pair_sits_on_its_own_row_and_not_helpful_offers_more(mia, world):
+    answer = await world.say(CITIZEN, "syarat bikin paspor apa aja")
+    rows = [[b["text"] for b in row] for row in answer["reply_markup"]["inline_keyboard"]]
+    assert rows[-1] == ["👍 Membantu", "👎 Tidak membantu"]
+    sorry = await world.tap(CITIZEN, answer, "👎 Tidak membantu")
+    assert "belum membantu" in sorry["text"] and "Bicara dengan petugas" in buttons(sorry)
+    [row] = await mia.store.review_items()
+    assert row["kind"] == "not_helpful" and row["answered"] == "passport_requirements"

@@ -168,3 +168,25 @@ async def test_api_rejects_bad_requests(mia):
     async with httpx.AsyncClient(base_url=mia.web_url, cookies={"mia_session": "0" * 32}) as guesser:
         other = await guesser.get("/api/messages")
         assert other.json()["messages"] == []  # an unknown session sees nothing
+
+
+async def test_menu_when_unsure_and_feedback_under_an_answer(mia, browser):
+    page = await browser.new_page()
+    await page.goto(mia.web_url)
+    await page.wait_for_selector(".msg.bot")
+    menu = await ask(page, "bagaimana dengan paspor lama saya")
+    assert "Maksud Anda" in menu
+    chips = page.locator(".msg.bot").last.locator(".chip")
+    options = await chips.all_inner_texts()
+    assert options[-1] == "Bicara dengan petugas" and len(options) == 4
+    await shot(page, "menu-when-unsure")
+    answer = await tap(page, options[0])
+    assert "Maksud Anda" not in answer
+    [row] = await mia.store.review_items()
+    assert row["kind"] == "menu_choice" and row["chosen"]
+    answer = await ask(page, "syarat bikin paspor apa aja")
+    feedback = page.locator(".msg.bot").last.locator(".chip.feedback")
+    assert await feedback.all_inner_texts() == ["👍 Membantu", "👎 Tidak membantu"]
+    sorry = await tap(page, "👎 Tidak membantu")
+    assert "belum membantu" in sorry
+    assert any(r["kind"] == "not_helpful" for r in await mia.store.review_items())

@@ -285,3 +285,27 @@ async def test_numbered_answer_maps_to_the_option(mia, graph):
     await mia.store.set_whatsapp_options(CITIZEN, ["Syarat paspor baru", "Biaya paspor"])
     sent = await say(mia, graph, "2")
     assert "Rp350.000" in shown_text(sent)
+
+
+async def test_an_unsure_message_gets_a_list_menu_and_the_choice_labels_it(mia, graph):
+    menu = await say(mia, graph, "bagaimana dengan paspor lama saya")
+    interactive = menu["interactive"]
+    assert "Maksud Anda" in interactive["body"]["text"]
+    rows = interactive["action"]["sections"][0]["rows"]  # three answers and an officer: a list
+    assert interactive["type"] == "list" and rows[-1]["title"] == "Bicara dengan petugas" and len(rows) == 4
+    before = len(graph.sent)
+    assert (await post(mia, update(list_reply(rows[0]["id"], rows[0]["title"])))).status_code == 200
+    answer = (await wait_sent(graph, before + 1))[-1]
+    assert "Maksud Anda" not in shown_text(answer)
+    [row] = await mia.store.review_items()
+    assert row["kind"] == "menu_choice" and row["chosen"]
+
+
+async def test_feedback_gives_way_to_an_answers_own_buttons(mia, graph):
+    answer = await say(mia, graph, "syarat bikin paspor apa aja")
+    shown = [b["reply"]["title"] for b in answer["interactive"]["action"]["buttons"]] \
+        if answer["interactive"]["type"] == "button" else \
+        [r["title"] for r in answer["interactive"]["action"]["sections"][0]["rows"]]
+    assert shown == ["Paspor anak", "Perpanjang paspor", "Cara membuat paspor"]  # three: no room for feedback
+    assert render("x", [{"title": t, "payload": t} for t in ("Biaya paspor", "👍 Membantu", "👎 Tidak membantu")]
+                  )[0][0]["interactive"]["type"] == "button"

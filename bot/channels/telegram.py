@@ -38,12 +38,15 @@ def to_html(text: str) -> str:
     return _BOLD.sub(r"<b>\1</b>", html.escape(text, quote=False))
 
 
-def keyboard(buttons: list[tuple[str, str]]) -> InlineKeyboardMarkup | None:
-    """Inline keyboard from (title, callback data) pairs: one per row, two per row when many."""
-    if not buttons:
+def keyboard(buttons: list[tuple[str, str]], feedback: list[tuple[str, str]] = ()) -> InlineKeyboardMarkup | None:
+    """Inline keyboard from (title, callback data) pairs: one per row, two per row when many; the
+    feedback pair ("Membantu / Tidak membantu") side by side on a last row of its own."""
+    if not buttons and not feedback:
         return None
     per_row = 1 if len(buttons) <= 3 else 2
     rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
+    if feedback:
+        rows.append(list(feedback))
     return InlineKeyboardMarkup([[InlineKeyboardButton(t, callback_data=d) for t, d in row] for row in rows])
 
 
@@ -66,7 +69,9 @@ class TelegramSender:
         text = payload["text"] if payload.get("html") else to_html(payload["text"])
         markup = None
         if payload.get("buttons"):
-            markup = keyboard([(b["title"], b.get("data") or SAY + b["title"]) for b in payload["buttons"]])
+            pairs = [(b, (b["title"], b.get("data") or SAY + b["title"])) for b in payload["buttons"]]
+            markup = keyboard([p for b, p in pairs if b.get("kind") != "feedback"],
+                              [p for b, p in pairs if b.get("kind") == "feedback"])
         try:
             if payload.get("edit"):
                 try:
@@ -294,7 +299,8 @@ class TelegramChannel:
 
 
 def _payload(reply: Reply) -> dict:
-    return {"text": reply.text, "buttons": [{"title": b.title, "data": button_data(b.payload)} for b in reply.buttons]}
+    return {"text": reply.text, "buttons": [{"title": b.title, "data": button_data(b.payload), "kind": b.kind}
+                                            for b in reply.buttons]}
 
 
 def _retry_after(exc: RetryAfter) -> float:

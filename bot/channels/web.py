@@ -54,7 +54,7 @@ class Session:
 
 
 def _buttons(reply) -> list[dict]:
-    return [{"title": b.title, "payload": b.payload} for b in reply.buttons]
+    return [{"title": b.title, "payload": b.payload, "kind": b.kind} for b in reply.buttons]
 
 
 class WebSender:

@@ -305,4 +305,6 @@ def _sent_at(timestamp) -> float:
 
 
 def _payload(reply: Reply) -> dict:
-    return {"text": reply.text, "buttons": [{"title": b.title, "data": b.payload} for b in reply.buttons]}
+    """Reply buttons are at most three: the feedback pair gives way to the answer's own buttons."""
+    buttons = reply.buttons if len(reply.buttons) <= 3 else tuple(b for b in reply.buttons if b.kind != "feedback")
+    return {"text": reply.text, "buttons": [{"title": b.title, "data": b.payload} for b in buttons]}

@@ -206,6 +206,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX unanswered_ref ON unanswered (ref);
     CREATE INDEX unanswered_status ON unanswered (status, created_at);
     """,
+    # A digest question remembers the review rows it stands for, so deciding it decides them.
+    """
+    ALTER TABLE digest_items ADD COLUMN review_ids TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 
@@ -548,17 +552,19 @@ class SQLiteStore:
 
     # -- weekly digest ------------------------------------------------------------------------
 
-    async def add_digest_item(self, example: str, count: int, candidates: list[str]) -> int:
+    async def add_digest_item(self, example: str, count: int, candidates: list[str],
+                              review_ids: list[int] = ()) -> int:
         return await self._tx(lambda conn: conn.execute(
-            "INSERT INTO digest_items (example, count, candidates, created_at) VALUES (?, ?, ?, ?)",
-            (example, count, json.dumps(candidates), time.time())).lastrowid)
+            "INSERT INTO digest_items (example, count, candidates, created_at, review_ids) VALUES (?, ?, ?, ?, ?)",
+            (example, count, json.dumps(candidates), time.time(), json.dumps(list(review_ids)))).lastrowid)
 
     async def digest_item(self, item_id: int) -> dict | None:
         async with self._require().execute(
-            "SELECT id, example, count, candidates, status FROM digest_items WHERE id = ?", (item_id,)) as cur:
+            "SELECT id, example, count, candidates, status, review_ids FROM digest_items WHERE id = ?",
+                (item_id,)) as cur:
             row = await cur.fetchone()
         return {"id": row[0], "example": row[1], "count": row[2], "candidates": json.loads(row[3]),
-                "status": row[4]} if row else None
+                "status": row[4], "review_ids": json.loads(row[5])} if row else None
 
     async def decide_digest_item(self, item_id: int, status: str, by: str) -> bool:
         """Mark an item decided; False when it already was (a second press changes nothing)."""

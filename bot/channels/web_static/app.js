@@ -67,7 +67,7 @@
       m.buttons.forEach(function (b) {
         var chip = document.createElement("button");
         chip.type = "button";
-        chip.className = "chip";
+        chip.className = b.kind === "feedback" ? "chip feedback" : "chip";
         chip.textContent = b.title;
         chip.addEventListener("click", function () { say(b.payload); });
         chips.appendChild(chip);
