@@ -104,11 +104,11 @@ def bench_latency(content: Content, quick: bool) -> dict:
         rows[label] = {name: {"p50": pct(t, .5), "p99": pct(t, .99), "max": max(t)} for name, t in times.items()}
     if not quick:  # a content ten times larger: what training and one message cost then
         started = time.perf_counter()
-        big = IntentMatcher(synthetic_intents(content, 400), content.places, content.lexicon, m.t,
+        big = IntentMatcher(synthetic_intents(content, 200), content.places, content.lexicon, m.t,
                             seat_names=m.seat_names, embedder=None, cache_dir=None)
         build = time.perf_counter() - started
         t = time_calls(big.understand, labelled[:120], 1)
-        rows["synthetic_400x20_lexical"] = {"train_seconds": build, "p50": pct(t, .5), "p99": pct(t, .99)}
+        rows["synthetic_200x20_lexical"] = {"train_seconds": build, "p50": pct(t, .5), "p99": pct(t, .99)}
     return rows
 
 

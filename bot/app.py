@@ -12,7 +12,7 @@ from typing import AsyncIterator
 
 from bot.assistant import Assistant
 from bot.config import Settings
-from bot.content import Content
+from bot.content import Content, configure_understanding
 from bot.digest import Digest
 from bot.reload import ContentReloader
 from bot.staff import OutboxWorker, StaffDesk
@@ -20,12 +20,14 @@ from bot.store.sqlite import SQLiteStore
 from bot.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
+CHANNEL_START_SECONDS = 8.0  # a channel that cannot start in this time (a Bot API that never answers) fails the start
+STOP_SECONDS = 10.0
 
 
 @asynccontextmanager
 async def open_assistant(settings: Settings, db_path: str | Path | None = None) -> AsyncIterator[Assistant]:
     """An assistant over the settings' content and SQLite file (or `db_path`, e.g. ":memory:")."""
-    content = Content.load(settings.mia_content_dir)
+    content = load_content(settings)
     log.info("content loaded in %.0f ms", content.load_seconds * 1000)
     store = SQLiteStore(db_path if db_path is not None else settings.mia_db_path)
     await store.open()
@@ -34,6 +36,46 @@ async def open_assistant(settings: Settings, db_path: str | Path | None = None) 
                         form_ttl_seconds=settings.mia_form_ttl_hours * 3600)
     finally:
         await store.close()
+
+
+def load_content(settings: Settings) -> Content:
+    """The content with the settings' sentence model and cache; a cold build logs its progress."""
+    configure_understanding(settings.mia_sentence_model, settings.mia_sentence_model_threads, settings.mia_cache_dir)
+    shown: set[int] = set()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        step = done * 10 // max(total, 1)  # every tenth
+        if step not in shown:
+            shown.add(step)
+            log.info("first start after a content change: sentence vectors of %d new examples, %d%% done",
+                     total, step * 10)
+
+    return Content.load(settings.mia_content_dir, progress=progress)
+
+
+def start_error(exc: BaseException, settings: Settings) -> str:
+    """Why `mia run` could not start, in one line that names the setting and holds no secret."""
+    try:
+        from telegram.error import InvalidToken, NetworkError
+    except ImportError:  # pragma: no cover
+        InvalidToken = NetworkError = ()  # noqa: N806
+    if isinstance(exc, InvalidToken):
+        text = "Telegram refused the bot token (TELEGRAM_BOT_TOKEN): check it with @BotFather"
+    elif isinstance(exc, NetworkError):
+        text = (f"the Telegram Bot API at {settings.telegram_api_base_url} cannot be reached "
+                f"(TELEGRAM_API_BASE_URL): {exc.__class__.__name__}")
+    elif isinstance(exc, (OSError, ValueError, ConnectionError)) and str(exc):
+        text = str(exc)
+    else:
+        text = f"{exc.__class__.__name__}: {exc}"
+    secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.telegram_webhook_secret,
+                                              settings.whatsapp_access_token, settings.whatsapp_app_secret,
+                                              settings.whatsapp_verify_token) if v]
+    for secret in secrets:
+        text = text.replace(secret, "***")
+        if ":" in secret:  # a bot token's secret half alone is a secret too
+            text = text.replace(secret.split(":", 1)[1], "***")
+    return " ".join(text.split())[:300]
 
 
 class MiaApp:
@@ -71,7 +113,7 @@ class MiaApp:
         s = self.settings
         if s.start_problems():
             raise ValueError("; ".join(s.start_problems()))
-        content = Content.load(s.mia_content_dir)
+        content = load_content(s)
         log.info("content loaded in %.0f ms", content.load_seconds * 1000)
         self.store = SQLiteStore(s.mia_db_path)
         await self.store.open()
@@ -83,7 +125,7 @@ class MiaApp:
                                    max_backoff=s.mia_outbox_max_backoff_seconds)
         self.assistant = Assistant(content, self.store, staff_chats=staff_chats,
                                    form_ttl_seconds=s.mia_form_ttl_hours * 3600, on_enqueue=self.worker.wake,
-                                   rate_limit=s.mia_rate_limit)
+                                   rate_limit=s.mia_rate_limit, staff_relays_per_minute=s.mia_staff_relays_per_minute)
         self.desk = StaffDesk(content, self.store, staff_chats, on_enqueue=self.worker.wake)
         self.reloader = ContentReloader(s.mia_content_dir, [self.assistant, self.desk], gate_file=s.mia_gate_file,
                                         gate_min_accuracy=s.mia_gate_min_accuracy, notify=self.notify_operators)
@@ -101,7 +143,11 @@ class MiaApp:
                 reload=self.reloader.reload, operator_chat=s.mia_operator_telegram_chat, digest=self.digest,
             )
             self.worker.senders["telegram"] = self.telegram.sender
-            await self.telegram.start()
+            try:
+                await asyncio.wait_for(self.telegram.start(), CHANNEL_START_SECONDS)
+            except asyncio.TimeoutError:
+                raise ConnectionError(f"the Telegram Bot API at {s.telegram_api_base_url} did not answer within "
+                                      f"{CHANNEL_START_SECONDS:.0f} s (TELEGRAM_API_BASE_URL)") from None
         routes = []
         if "whatsapp" in self.channels:
             from bot.channels.whatsapp import WhatsAppChannel, WhatsAppSender
@@ -122,6 +168,9 @@ class MiaApp:
             self.web = WebChannel(self.assistant, secure_cookie=s.mia_web_secure_cookie,
                                   new_sessions_per_minute=s.mia_web_new_sessions_per_minute,
                                   posts_per_minute=s.mia_web_messages_per_minute,
+                                  reads_per_minute=s.mia_web_reads_per_minute,
+                                  allowed_origins=tuple(o.strip() for o in s.mia_web_allowed_origins.split(",")
+                                                        if o.strip()),
                                   trusted_proxies=parse_networks(s.mia_web_trusted_proxies),
                                   guard=StoreGuard(s.mia_db_path, int(s.mia_store_max_mb * 1e6),
                                                    notify=self.notify_operators))
@@ -200,7 +249,16 @@ class MiaApp:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
                 pass
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # Whatever was started is stopped (the store's thread would keep the process alive),
+            # and the error goes up: `mia run` names it and exits non-zero for the supervisor.
+            try:
+                await asyncio.wait_for(self.stop(), STOP_SECONDS)
+            except BaseException:  # noqa: BLE001 - the start-up error is the one to report
+                log.debug("stopping after a failed start failed too", exc_info=True)
+            raise
         if self.web_url:
             print(f"MIA web chat: {self.web_url}", flush=True)
         try:

@@ -13,7 +13,7 @@ from bot.content import Content
 from bot.dialogue import handoff, lapor_rakit
 from bot.dialogue.state import COMPLAINT_REGION, FORM_KEY, HANDOFF_KEY, HANDOFF_REGION, HOME_KEY
 from bot.knowledge import Office, Regency
-from bot.messages import Button, Incoming, Reply
+from bot.messages import Button, Incoming, Reply, visible_text
 from bot.nlu.matcher import MARKERS, Understanding
 from bot.nlu.places import PlaceMatch
 from bot.privacy import review_text
@@ -91,7 +91,7 @@ class Assistant:
 
     def __init__(self, content: Content, store: Store | None, staff_chats: dict[str, tuple[str, str]] | None = None,
                  form_ttl_seconds: float = 24 * 3600, on_enqueue: Callable[[], None] | None = None,
-                 rate_limit: int = 0, rate_window_seconds: float = 60.0):
+                 rate_limit: int = 0, rate_window_seconds: float = 60.0, staff_relays_per_minute: int = 6):
         self.content = content
         self.store = store
         self.staff_chats = dict(staff_chats or {})  # office id -> (channel, chat id) of its staff chat
@@ -99,6 +99,8 @@ class Assistant:
         self.on_enqueue = on_enqueue  # wakes the outbox worker
         self.rate_limit = rate_limit  # messages per chat per window; 0 = no limit
         self.rate_window = rate_window_seconds
+        # Citizens' messages relayed into one staff chat per minute, all conversations together.
+        self.staff_relays_per_minute = staff_relays_per_minute or 10**9
 
     def has_staff_chat(self, office_id: str) -> bool:
         """True when the office's staff chat is configured."""
@@ -136,7 +138,7 @@ class Assistant:
                 outcome = self._reply(self.content, replace(state, pending=None), "location_unsupported", None, 0.0,
                                       buttons=(ASK_REGION,))
             else:
-                outcome = self.respond(msg.text, state, msg.user_name)
+                outcome = self.respond(msg.text, state, msg.user_name, media=msg.media)
             if outcome.intent == "request_status":  # "status permintaan saya": the chat's newest request
                 latest = await unit.latest_request(msg.channel, msg.chat_id)
                 outcome = await self._status(unit, state, latest.ref if latest else "", msg, asked=True)
@@ -216,7 +218,20 @@ class Assistant:
             elif effect.kind == "label":  # a tap on a menu MIA offered: the citizen labelled their message
                 await unit.label_unanswered(effect.context["ref"], effect.context["intent"])
             elif effect.kind == "staff_notice":
+                destination = self.staff_chats.get(effect.office)
+                if (effect.template == "staff_citizen_message" and destination is not None
+                        and await unit.recent_outbox(*destination, time.time() - 60) >= self.staff_relays_per_minute):
+                    # The office's staff chat is busy this minute: the message waits, summarised.
+                    info = outcome.state.data.get(HANDOFF_KEY)
+                    if info is not None:
+                        if effect.context.get("held"):  # the held batch it would have carried stays held
+                            info["held"] = effect.context["held"]
+                        replies += handoff.hold(self, self.content, outcome.state, info, effect.context["text"])
+                        info["relayed"] = info.get("relayed", [])[:-1]
+                    continue
                 context = dict(effect.context, channel=msg.channel, chat_id=msg.chat_id)
+                if context.get("user_name"):
+                    context["user_name"] = visible_text(context["user_name"])[:80]
                 if context.pop("with_history", False):
                     context["history"] = await unit.recent_turns(msg.channel, msg.chat_id, 6)
                 kind, _ = effect.bind or ("handoff", "")
@@ -250,9 +265,13 @@ class Assistant:
     # -- deciding (pure: no I/O) ----------------------------------------------------------
 
     def respond(self, text: str, state: ConversationState, user_name: str | None = None,
-                now: float | None = None) -> Outcome:
-        """Decide the answer to `text` given the conversation state; returns the new state too."""
-        outcome = self._respond(text, state, user_name, now)
+                now: float | None = None, media: str | None = None) -> Outcome:
+        """Decide the answer to `text` given the conversation state; returns the new state too.
+
+        `media`: what the message carried besides text (its caption is `text`)."""
+        if media == "reaction":  # a reaction to an earlier message is no message: nothing to answer
+            return Outcome(replies=(), intent=None, confidence=0.0, state=state)
+        outcome = self._respond(text, state, user_name, now, media)
         if outcome.intent is not None:  # what a short follow-up ("kalau di lahat?") refers to
             outcome.state.data[LAST_INTENT] = outcome.intent
         elif outcome.replies:
@@ -286,7 +305,7 @@ class Assistant:
         return replace(joined, text=u.text, places=u.places, lang=u.lang or joined.lang, also=None)
 
     def _respond(self, text: str, state: ConversationState, user_name: str | None = None,
-                 now: float | None = None) -> Outcome:
+                 now: float | None = None, media: str | None = None) -> Outcome:
         content = self.content  # one snapshot for the whole message, even if a reload swaps it
         now = time.time() if now is None else now
         new_state = ConversationState(lang=state.lang, pending=None, data=dict(state.data))
@@ -302,7 +321,7 @@ class Assistant:
             form = None
             notes.append(Reply(content.responses.render(state.lang, "form_expired", kb=content.knowledge)))
         if new_state.data.get(HANDOFF_KEY):
-            return handoff.during(self, content, new_state, text, user_name)
+            return handoff.during(self, content, new_state, text, user_name, media, now)
         command = text.strip().split(maxsplit=1)[0].lower() if text.strip().startswith("/") else None
         if command in COMMANDS:
             text = COMMANDS[command]

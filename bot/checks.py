@@ -172,6 +172,7 @@ def _sample_contexts(content: Content) -> list[dict]:
                                          for r in kb.regencies[:2]],
                 candidates=[it.title["id"] for it in content.intents.intents[:2]],
                 staff_available=True, ref="RKT-2026-000001", request=request, staff_name="Petugas A", asked=False,
+                media="foto", held={"count": 2, "texts": ["halo"]},
                 text="<b>teks warga</b>", channel="telegram", chat_id="1",
                 history=[{"text": "halo", "reply": "Halo!"}], step=forms.CONFIRM, error=None, wrong=0,
                 max_wrong=forms.MAX_WRONG, labels=LABELS["id"], shown=dict(fields, region=region.short_name),

@@ -11,9 +11,11 @@ import sys
 import uuid
 from pathlib import Path
 
-from bot.config import load_settings
-from bot.messages import Incoming, Reply
+from bot.config import SettingsError, load_settings
+from bot.messages import Incoming, Reply, option_number
 from bot.yamlfile import ContentErrors
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,12 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"MIA cannot start: {problem}", file=sys.stderr)
+        return 2
     # One-shot commands print results; only long-running ones log at the configured level.
     level = settings.mia_log_level.upper() if args.command in ("run", "chat") else "WARNING"
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     secure_logging(settings)
+    from bot.content import configure_understanding
+
+    configure_understanding(settings.mia_sentence_model, settings.mia_sentence_model_threads, settings.mia_cache_dir)
     try:
         return args.func(args, settings) or 0
     except ContentErrors as exc:
@@ -139,7 +149,16 @@ def _cmd_run(args, settings) -> int:
             print(f"MIA cannot start: {problem}", file=sys.stderr)
         return 1
     app = MiaApp(settings)
-    asyncio.run(app.run_until_stopped())
+    try:
+        asyncio.run(app.run_until_stopped())
+    except (KeyboardInterrupt, ContentErrors):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line naming the cause, exit non-zero
+        from bot.app import start_error
+
+        log.debug("start failed", exc_info=True)
+        print(f"MIA cannot start: {start_error(exc, settings)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -168,8 +187,9 @@ def _cmd_chat(args, settings) -> int:
                 text = line.rstrip("\n")
                 if text.strip() in ("/keluar", "/exit", "/quit"):
                     break
-                if text.strip().isdigit() and 0 < int(text.strip()) <= len(buttons):
-                    text = buttons[int(text.strip()) - 1].payload
+                number = option_number(text, len(buttons))
+                if number is not None:
+                    text = buttons[number - 1].payload
                 msg = Incoming("console", args.chat_id, text, uuid.uuid4().hex)
                 for reply in await assistant.handle(msg):
                     print(_render_console(reply), flush=True)

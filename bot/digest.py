@@ -80,7 +80,7 @@ class Digest:
     async def decide(self, data: str, by: str) -> str:
         """Carry out a digest button ("dg:add:ID:N", "dg:to:ID:INTENT", "dg:pick:ID", "dg:ign:ID")."""
         parts = data.split(":")
-        if len(parts) < 3 or not parts[2].isdigit():
+        if len(parts) < 3 or not (parts[2].isascii() and parts[2].isdigit()):
             return "Tombol tidak dikenal."
         item = await self.store.digest_item(int(parts[2]))
         if item is None:
@@ -97,7 +97,8 @@ class Digest:
             buttons = [{"title": i, "data": f"dg:to:{item['id']}:{i}"} for i in intents]
             await self.notify_payload({"text": f"Pilih intent untuk \"{item['example']}\":", "buttons": buttons})
             return "Pilih intentnya di pesan berikut."
-        if action == "add" and len(parts) == 4 and parts[3].isdigit() and int(parts[3]) < len(item["candidates"]):
+        if action == "add" and len(parts) == 4 and parts[3].isascii() and parts[3].isdigit() \
+                and int(parts[3]) < len(item["candidates"]):
             intent = item["candidates"][int(parts[3])]
         elif action == "to" and len(parts) == 4:
             intent = parts[3]

@@ -26,6 +26,8 @@ SYSTEM_TEMPLATES = (
     "slow_down",
     "feedback_thanks",
     "not_helpful",
+    "media_in_handoff",
+    "relay_held",
     # the Lapor Rakit form
     "form_question",
     "form_done",

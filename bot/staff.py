@@ -122,11 +122,15 @@ class StaffDesk:
             if not state.data.get(HANDOFF_KEY):
                 return StaffResult("Percakapan ini tidak sedang ditangani petugas.", False)
             data = dict(state.data)
-            data.pop(HANDOFF_KEY)
+            held = (data.pop(HANDOFF_KEY) or {}).get("held") or {}
             await unit.save_state(channel, chat_id, ConversationState(state.lang, None, data))
             text = render(state.lang, "handoff_ended", kb=kb)
             await unit.enqueue(channel, chat_id, {"text": text, "buttons": []})
-            return StaffResult("Percakapan diakhiri; MIA kembali melayani warga ini.", True)
+            unread = ""
+            if held.get("count"):  # nothing a citizen wrote is dropped without a word
+                shown = "; ".join(f'"{t}"' for t in held.get("texts", []))
+                unread = f" Sebelumnya {held['count']} pesan warga ditahan (terlalu banyak dalam satu menit): {shown}."
+            return StaffResult("Percakapan diakhiri; MIA kembali melayani warga ini." + unread, True)
         text = render(state.lang, "staff_reply_to_citizen", kb=kb, text=event.text[:3000], staff_name=event.user_name)
         await unit.enqueue(channel, chat_id, {"text": text, "buttons": []})
         return StaffResult("Terkirim ke warga.", True)

@@ -7,7 +7,8 @@ import ipaddress
 import logging
 import os
 import time
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from typing import Awaitable, Callable
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,16 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted) -> str:
 
 class RateLimiter:
     """At most `limit` events per address in any `window` seconds (a sliding window). Memory is
-    bounded: the addresses seen least recently are forgotten first."""
+    bounded: at most `max_addresses` are remembered (the least recently seen are forgotten first,
+    which costs a flood nothing it would not get from a fresh address anyway), each with at most
+    `limit` times in a compact array."""
 
-    def __init__(self, limit: int, window: float = 60.0, max_addresses: int = 50_000, clock=time.monotonic):
+    def __init__(self, limit: int, window: float = 60.0, max_addresses: int = 10_000, clock=time.monotonic):
         self.limit = limit
         self.window = window
         self.max_addresses = max_addresses
         self.clock = clock
-        self._seen: OrderedDict[str, deque] = OrderedDict()
+        self._seen: OrderedDict[str, array] = OrderedDict()
 
     def allow(self, address: str) -> bool:
         """Count an event of `address`; False (not counted) when it is over its limit."""
@@ -67,13 +70,16 @@ class RateLimiter:
         now = self.clock()
         times = self._seen.get(address)
         if times is None:
-            times = self._seen[address] = deque()
+            times = self._seen[address] = array("d")
             while len(self._seen) > self.max_addresses:
                 self._seen.popitem(last=False)
         else:
             self._seen.move_to_end(address)
-        while times and now - times[0] >= self.window:
-            times.popleft()
+        expired = 0
+        while expired < len(times) and now - times[expired] >= self.window:
+            expired += 1
+        if expired:
+            del times[:expired]
         if len(times) >= self.limit:
             return False
         times.append(now)

@@ -234,9 +234,9 @@ class TelegramChannel:
         if chat.type != "private":
             return  # MIA talks to citizens one to one
         location = (message.location.latitude, message.location.longitude) if message.location else None
-        text = message.text or ""
+        text = message.text or message.caption or ""
         incoming = Incoming(CHANNEL, chat_id, text, str(update.update_id),
-                            user_name=user.first_name if user else None, location=location)
+                            user_name=user.first_name if user else None, location=location, media=_media(message))
         await self._answer(incoming)
 
     async def _on_button(self, update: Update, chat_id: str, office: str | None) -> None:
@@ -296,6 +296,16 @@ class TelegramChannel:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram update failed: %s", context.error, exc_info=context.error)
+
+
+def _media(message) -> str | None:
+    """What a message carries besides text (its caption is the text)."""
+    for attr, kind in (("photo", "photo"), ("voice", "voice"), ("audio", "voice"), ("video", "video"),
+                       ("video_note", "video"), ("document", "document"), ("sticker", "sticker"),
+                       ("contact", "contact"), ("animation", "video")):
+        if getattr(message, attr, None):
+            return kind
+    return None
 
 
 def _payload(reply: Reply) -> dict:

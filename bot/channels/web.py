@@ -34,7 +34,10 @@ STATIC = Path(__file__).resolve().parent / "web_static"
 MAX_BODY = 16 * 1024  # bytes of one API request
 MAX_TEXT = 4000  # characters of one message
 TARPIT_SECONDS = 1.0  # how long a refusal for too many requests is held back
-TARPIT_MAX_HELD = 64  # refusals held at once per address; past it they leave at once
+TARPIT_MAX_HELD = 64  # refusals held at once per address; past it they leave at once...
+TARPIT_MAX_TOTAL = 256  # ...and from all addresses together (each held request costs memory)
+READ_ROWS = 200  # transcript rows one read returns; the page asks again for the rest
+FULL_STORE_SESSION_BYTES = 64 * 1024  # past the store's size limit, a conversation may grow to this, no more
 
 
 SECRET_META = "web_session_secret"
@@ -74,7 +77,8 @@ class WebChannel:
     """Serves the page and the API; the session key lives in an HttpOnly cookie."""
 
     def __init__(self, assistant: Assistant, secure_cookie: bool = False, new_sessions_per_minute: int = 0,
-                 posts_per_minute: int = 0, trusted_proxies: tuple = (), guard: StoreGuard | None = None):
+                 posts_per_minute: int = 0, trusted_proxies: tuple = (), guard: StoreGuard | None = None,
+                 reads_per_minute: int = 0, allowed_origins: tuple[str, ...] = ()):
         self.assistant = assistant
         self.secure_cookie = secure_cookie
         self.sender = WebSender(assistant.store)
@@ -82,9 +86,13 @@ class WebChannel:
         # Per client address: sessions issued, and messages (and language changes) posted.
         self.new_sessions = RateLimiter(new_sessions_per_minute)
         self.posts = RateLimiter(posts_per_minute)
+        self.reads = RateLimiter(reads_per_minute)  # transcript reads, per address
+        # Sites whose pages may post to the API besides this server's own (e.g. its public https name).
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.trusted_proxies = tuple(trusted_proxies)
         self.guard = guard
         self._held: dict[str, int] = {}  # refusals being held back, per address
+        self._held_total = 0
         self.tarpit_seconds = TARPIT_SECONDS
 
     def app(self, page: bool = True, extra_routes: list | None = None) -> Starlette:
@@ -102,9 +110,29 @@ class WebChannel:
     # -- session --------------------------------------------------------------------------
 
     def address(self, request: Request) -> str:
-        """The client's address: the peer's, or the one a trusted proxy forwarded."""
-        return client_address(request.client.host if request.client else None,
-                              request.headers.get("x-forwarded-for"), self.trusted_proxies)
+        """The client's address: the peer's, or the one a trusted proxy forwarded. Every
+        X-Forwarded-For line counts, in order (a proxy may add a line of its own instead of appending
+        to the client's, and a client's forged line stands before it)."""
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+        return client_address(request.client.host if request.client else None, forwarded, self.trusted_proxies)
+
+    def _cross_site(self, request: Request) -> Response | None:
+        """A write must be JSON and come from this site: a page elsewhere can neither post a form
+        (text/plain needs no preflight) nor script a JSON post (no CORS headers are ever sent).
+        Clients that send no Origin (not browsers) are held by the per-address limits."""
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:  # too large is said first, whatever it is
+            return JSONResponse({"error": "request too large"}, status_code=413)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return JSONResponse({"error": "content type must be application/json"}, status_code=415)
+        origin = request.headers.get("origin")
+        if origin is None:
+            return None
+        origin = origin.rstrip("/").lower()
+        host = request.headers.get("host", "").lower()
+        if origin in self.allowed_origins or origin.split("://", 1)[-1] == host:
+            return None
+        return JSONResponse({"error": "cross-site request refused"}, status_code=403)
 
     async def _session(self, request: Request) -> Session | Response:
         """The request's session: the cookie's, if this server issued it, else a fresh one (an id
@@ -126,23 +154,33 @@ class WebChannel:
         return Session(key, session_chat(key), True)
 
     async def _posting_session(self, request: Request) -> Session | Response:
-        """The session of a request that writes: within its address's limit of posts, then as
+        """The session of a request that writes: JSON from this site, within its address's limit of
+        posts, while the store is under its size limit (every session, not only new ones), then as
         `_session` (a refusal is the response to send)."""
+        refused = self._cross_site(request)
+        if refused is not None:
+            return refused
         address = self.address(request)
         if not self.posts.allow(address):
             return await self._too_many(address)
-        return await self._session(request)
+        session = await self._session(request)  # past the store's limit no new session is issued
+        if isinstance(session, Session) and self.guard is not None and await self.guard.full() and \
+                await self.assistant.store.web_transcript_bytes(session.chat) >= FULL_STORE_SESSION_BYTES:
+            return refusal(503, STORE_FULL)  # a chat in progress may finish, not grow the store without end
+        return session
 
     async def _too_many(self, address: str) -> Response:
         """The 429, after a pause: a client flooding from one address waits instead of costing MIA
         a thousand refusals a second (a few held at once per address, so the pause costs no memory
         worth a limit of its own)."""
         held = self._held.get(address, 0)
-        if held < TARPIT_MAX_HELD:
+        if held < TARPIT_MAX_HELD and self._held_total < TARPIT_MAX_TOTAL:
             self._held[address] = held + 1
+            self._held_total += 1
             try:
                 await asyncio.sleep(self.tarpit_seconds)
             finally:
+                self._held_total -= 1
                 left = self._held.pop(address) - 1
                 if left:
                     self._held[address] = left
@@ -176,11 +214,14 @@ class WebChannel:
                 after = -1
             if not 0 <= after < 2**63:  # SQLite's integers: a larger one would be an OverflowError
                 return JSONResponse({"error": "after must be a message id"}, status_code=400)
+            address = self.address(request)
+            if not self.reads.allow(address):
+                return await self._too_many(address)
             session = await self._session(request)
             if not isinstance(session, Session):
                 return JSONResponse({"messages": []})  # nothing to show, and no session issued
-            rows = [] if session.new else await self.assistant.store.web_messages(session.chat, after)
-            return self._with_cookie(JSONResponse({"messages": rows}), session)
+            rows = [] if session.new else await self.assistant.store.web_messages(session.chat, after, READ_ROWS)
+            return self._with_cookie(JSONResponse({"messages": rows, "more": len(rows) >= READ_ROWS}), session)
         session = await self._posting_session(request)
         if not isinstance(session, Session):
             return session
@@ -290,15 +331,22 @@ class WebServer:
 
     def __init__(self, app: Starlette, host: str, port: int):
         # On stop, a request still open after a second (a slow client) is cut: shutdown stays prompt.
+        # log_config=None: uvicorn's loggers go through MIA's handlers, with their masking and secret filters.
         self.server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                                  access_log=False, proxy_headers=False, timeout_graceful_shutdown=1))
+                                                  access_log=False, proxy_headers=False, timeout_graceful_shutdown=1,
+                                                  log_config=None))
+        self.host, self.wanted_port = host, port
         self.task = None
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.server.serve(), name="web")
         while not self.server.started:
             if self.task.done():
-                self.task.result()  # raises the start-up error (e.g. the port is taken)
+                try:
+                    self.task.result()  # uvicorn logs a failed bind and exits (SystemExit) from its task
+                except (SystemExit, OSError) as exc:
+                    raise OSError(f"the web chat cannot listen on {self.host}:{self.wanted_port} (MIA_WEB_HOST, "
+                                  "MIA_WEB_PORT): the port is in use or not allowed") from exc
                 raise RuntimeError("web server stopped during start-up")
             await asyncio.sleep(0.02)
 

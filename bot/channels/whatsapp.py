@@ -23,7 +23,7 @@ from starlette.routing import Route
 from bot.assistant import Assistant
 from bot.channels.delivery import LeasedReplies
 from bot.channels.http import BodyTooLarge, read_body, same_secret
-from bot.messages import Incoming, Reply
+from bot.messages import Incoming, Reply, option_number
 from bot.staff import SendError
 from bot.tasks import finish
 
@@ -37,6 +37,8 @@ MAX_INTERACTIVE_BODY = 1024
 RATE_LIMITED = {130429, 131056}  # throughput / pair rate limit: back off and retry
 WINDOW_CLOSED = 131047  # re-engagement: only a template may be sent
 MEDIA = {"image", "audio", "voice", "video", "document", "sticker", "contacts", "reaction", "unsupported"}
+MEDIA_KINDS = {"image": "photo", "audio": "voice", "voice": "voice", "video": "video", "document": "document",
+               "sticker": "sticker", "contacts": "contact", "reaction": "reaction"}
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
@@ -210,8 +212,9 @@ class WhatsAppChannel:
         if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
             return JSONResponse({"error": "not a WhatsApp Business Account update"}, status_code=400)
         async with self.store.unit() as unit:  # stored before Meta gets its 200
-            await unit.store_whatsapp_update(raw.decode("utf-8"))
-        self._spawn()
+            stored = await unit.store_whatsapp_update(raw.decode("utf-8"))
+        if stored is not None:  # a replayed body was handled (or is waiting) already
+            self._spawn()
         return JSONResponse({"ok": True})
 
     def _spawn(self) -> None:
@@ -275,12 +278,12 @@ class WhatsAppChannel:
         sent_at = _sent_at(message.get("timestamp"))
         options = await self.store.touch_whatsapp_contact(chat_id, sent_at)
         kind = message.get("type")
-        text, location = "", None
+        text, location, media = "", None, None
         if kind == "text":
             text = message.get("text", {}).get("body", "")
-            number = text.strip().rstrip(".")
-            if number.isdigit() and 0 < int(number) <= len(options):
-                text = options[int(number) - 1]  # an answer to numbered options
+            number = option_number(text, len(options))
+            if number is not None:
+                text = options[number - 1]  # an answer to numbered options
         elif kind == "interactive":
             interactive = message.get("interactive", {})
             reply = interactive.get("button_reply") or interactive.get("list_reply") or {}
@@ -290,7 +293,11 @@ class WhatsAppChannel:
         elif kind == "location":
             loc = message.get("location", {})
             location = (loc.get("latitude"), loc.get("longitude"))
-        incoming = Incoming(CHANNEL, chat_id, text, message["id"], user_name=names.get(chat_id), location=location)
+        elif kind in MEDIA:
+            media = MEDIA_KINDS.get(kind, "other")
+            text = (message.get(kind) or {}).get("caption", "") if isinstance(message.get(kind), dict) else ""
+        incoming = Incoming(CHANNEL, chat_id, text, message["id"], user_name=names.get(chat_id), location=location,
+                            media=media)
         await self.replies.answer(incoming)
 
 

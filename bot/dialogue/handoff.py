@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import time
+
 from bot.dialogue.state import COMPLAINT_REGION, HANDOFF_KEY, HANDOFF_REGION
+from bot.messages import visible_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from bot.assistant import Assistant, Outcome
@@ -16,6 +19,14 @@ if TYPE_CHECKING:  # pragma: no cover
 INTENT = "human_handoff"
 COMPLAINT = "complaint"  # a complaint is a handoff too: acknowledged, warned about touts, routed to staff
 BACK_TO_BOT = {"kembali ke bot", "kembali ke mia", "back to bot", "/kembali", "/bot", "selesai", "/selesai"}
+# A citizen's messages reach the staff chat at most this often; the rest wait, summarised, for the
+# next one that may go (a flood from the web must not bury the office's real work).
+RELAYS_PER_MINUTE = 4
+RELAY_CHARS = 1500  # of one relayed message
+HELD_KEPT = 5  # held messages whose text is kept for the summary (all are counted)
+HELD_CHARS = 300  # of each kept held message
+MEDIA_NAMES = {"photo": "foto", "voice": "pesan suara", "video": "video", "document": "dokumen",
+               "sticker": "stiker", "contact": "kontak", "other": "lampiran"}
 
 
 def start(assistant: "Assistant", content: "Content", state: "ConversationState", u: "Understanding",
@@ -53,18 +64,50 @@ def start(assistant: "Assistant", content: "Content", state: "ConversationState"
 
 
 def during(assistant: "Assistant", content: "Content", state: "ConversationState", text: str,
-           user_name: str | None) -> "Outcome":
-    """A citizen's message while staff have the conversation: relayed, MIA stays silent."""
+           user_name: str | None, media: str | None = None, now: float | None = None) -> "Outcome":
+    """A citizen's message while staff have the conversation: relayed (within the budget), MIA
+    stays silent; a photo or voice note is named to staff, and the citizen told it was not sent."""
     from bot.assistant import Effect, Outcome
 
+    now = time.time() if now is None else now
     info = state.data[HANDOFF_KEY]
     said = " ".join(text.lower().split()).strip(" .!")
-    if said in BACK_TO_BOT:
+    if said in BACK_TO_BOT and not media:
         state.data.pop(HANDOFF_KEY)
         outcome = assistant._reply(content, state, "handoff_ended", None, 1.0, buttons=("help",))
         notice = Effect("staff_notice", office=info["office"], template="staff_handoff_closed",
-                        context={"by_citizen": True, "user_name": user_name}, bind=("handoff", ""))
+                        context={"by_citizen": True, "user_name": user_name, "held": held_summary(info)},
+                        bind=("handoff", ""))
         return replace(outcome, effects=(notice,))
+    body = visible_text(text)[:RELAY_CHARS].strip()
+    if media:
+        body = f"[{MEDIA_NAMES.get(media, 'lampiran')} tidak diteruskan]" + (f" {body}" if body else "")
+    replies = ()
+    if media:  # the citizen must know the photo did not reach anyone
+        replies = assistant._reply(content, state, "media_in_handoff", None, 1.0,
+                                   media=MEDIA_NAMES.get(media, "lampiran")).replies
+    recent = [t for t in info.get("relayed", []) if now - t < 60]
+    if len(recent) >= RELAYS_PER_MINUTE:
+        return Outcome(replies=replies + hold(assistant, content, state, info, body), intent=None, confidence=0.0,
+                       state=state)
+    info["relayed"] = recent + [now]
     notice = Effect("staff_notice", office=info["office"], template="staff_citizen_message",
-                    context={"text": text[:3000], "user_name": user_name}, bind=("handoff", ""))
-    return Outcome(replies=(), intent=None, confidence=0.0, state=state, effects=(notice,))
+                    context={"text": body, "user_name": user_name, "held": held_summary(info, clear=True)},
+                    bind=("handoff", ""))
+    return Outcome(replies=replies, intent=None, confidence=0.0, state=state, effects=(notice,))
+
+
+def hold(assistant, content, state, info: dict, body: str) -> tuple:
+    """Keep a message that may not go to staff yet; the citizen hears so once per batch."""
+    held = info.setdefault("held", {"count": 0, "texts": []})
+    first = held["count"] == 0
+    held["count"] += 1
+    if len(held["texts"]) < HELD_KEPT:
+        held["texts"].append(body[:HELD_CHARS])
+    return assistant._reply(content, state, "relay_held", None, 1.0).replies if first else ()
+
+
+def held_summary(info: dict, clear: bool = False) -> dict | None:
+    """The messages held back since the last relay ({"count", "texts"}), for the staff notice."""
+    held = info.pop("held", None) if clear else info.get("held")
+    return held if held and held.get("count") else None

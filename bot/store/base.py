@@ -73,6 +73,8 @@ class Unit(Protocol):
 
     async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None: ...
 
+    async def recent_outbox(self, channel: str, chat_id: str, since: float) -> int: ...
+
     async def log_turn(
         self,
         channel: str,

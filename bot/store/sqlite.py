@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -210,6 +211,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE digest_items ADD COLUMN review_ids TEXT NOT NULL DEFAULT '[]';
     """,
+    # The relay budget counts what each staff chat was sent in the last minute.
+    """
+    CREATE INDEX outbox_recent ON outbox (channel, chat_id, created_at);
+    """,
+    # A replayed webhook body (same bytes, same signature) is stored once.
+    """
+    ALTER TABLE whatsapp_inbox ADD COLUMN body_hash TEXT;
+    CREATE UNIQUE INDEX whatsapp_inbox_hash ON whatsapp_inbox (body_hash);
+    """,
 )
 
 
@@ -363,6 +373,13 @@ class SQLiteStore:
             await self._tx(lambda conn: conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
                 (error[:500], retry_at, item.id)))
+
+    async def web_transcript_bytes(self, session_id: str) -> int:
+        """How much a web chat's transcript holds (characters of its texts and buttons)."""
+        async with self._require().execute(
+                "SELECT coalesce(sum(length(text) + length(buttons)), 0) FROM web_messages WHERE session_id = ?",
+                (session_id,)) as cur:
+            return (await cur.fetchone())[0]
 
     async def web_messages(self, session_id: str, after: int = 0, limit: int = 500) -> list[dict]:
         """A web chat's transcript after message id `after`, oldest first."""
@@ -711,6 +728,13 @@ class SQLiteUnit:
 
     # -- outbox --------------------------------------------------------------------------
 
+    async def recent_outbox(self, channel: str, chat_id: str, since: float) -> int:
+        """How many messages were queued for this chat since `since` (sent or not)."""
+        row = await self._call(lambda conn: conn.execute(
+            "SELECT count(*) FROM outbox WHERE channel = ? AND chat_id = ? AND created_at >= ?",
+            (channel, chat_id, since)).fetchone())
+        return row[0]
+
     async def enqueue(self, channel: str, chat_id: str, payload: dict) -> int:
         """Queue a message for the outbox worker; it leaves only if this transaction commits."""
         now = time.time()
@@ -751,10 +775,17 @@ class SQLiteUnit:
             "INSERT INTO web_messages (session_id, role, text, buttons, created_at) VALUES (?, ?, ?, ?, ?)",
             (session_id, role, text, json.dumps(buttons, ensure_ascii=False), time.time())).lastrowid)
 
-    async def store_whatsapp_update(self, body: str) -> int:
-        """Keep a raw webhook body until it is handled (it is acknowledged only after this commits)."""
-        return await self._call(lambda conn: conn.execute(
-            "INSERT INTO whatsapp_inbox (body, received_at) VALUES (?, ?)", (body, time.time())).lastrowid)
+    async def store_whatsapp_update(self, body: str) -> int | None:
+        """Keep a raw webhook body until it is handled (it is acknowledged only after this commits).
+        None, and nothing stored, for a body already kept (a replay: same bytes, same signature)."""
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+        def insert(conn) -> int | None:
+            cur = conn.execute("INSERT OR IGNORE INTO whatsapp_inbox (body, received_at, body_hash) VALUES (?, ?, ?)",
+                               (body, time.time(), digest))
+            return cur.lastrowid if cur.rowcount else None
+
+        return await self._call(insert)
 
     async def log_unanswered(self, channel: str, office: str | None, text: str, kind: str,
                              candidates: list[tuple[str, float]], ref: str | None = None,

@@ -117,7 +117,7 @@
   function poll() {
     if (busy) { return; }
     request("GET", "/api/messages?after=" + lastId)
-      .then(function (data) { data.messages.forEach(add); })
+      .then(function (data) { data.messages.forEach(add); if (data.more) { poll(); } })
       .catch(function () { /* try again at the next tick */ });
   }
 
@@ -135,6 +135,7 @@
   applyLanguage();
   request("GET", "/api/messages").then(function (data) {
     data.messages.forEach(add);
+    if (data.more) { poll(); }  // a long transcript comes in pages
     if (!data.messages.length) {
       request("POST", "/api/lang", { lang: lang }).catch(function () {}).then(function () { say("/start"); });
     }
