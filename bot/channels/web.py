@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import secrets
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,14 +340,21 @@ class WebServer:
         self.task = None
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve(), name="web")
+        # The socket is bound here, not by uvicorn: uvicorn answers a failed bind with sys.exit()
+        # inside its task, which tears through the event loop and leaves the store's thread behind.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.wanted_port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"the web chat cannot listen on {self.host}:{self.wanted_port} (MIA_WEB_HOST, "
+                          f"MIA_WEB_PORT): {exc.strerror or exc}") from None
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]), name="web")
         while not self.server.started:
             if self.task.done():
-                try:
-                    self.task.result()  # uvicorn logs a failed bind and exits (SystemExit) from its task
-                except (SystemExit, OSError) as exc:
-                    raise OSError(f"the web chat cannot listen on {self.host}:{self.wanted_port} (MIA_WEB_HOST, "
-                                  "MIA_WEB_PORT): the port is in use or not allowed") from exc
+                self.task.result()
                 raise RuntimeError("web server stopped during start-up")
             await asyncio.sleep(0.02)
 

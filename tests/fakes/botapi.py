@@ -46,6 +46,7 @@ class BotApiState:
         self.commands: list[dict] = []
         self.calls: list[str] = []
         self.webhook: dict = {}
+        self.refused_tokens: set[str] = set()  # answered 401 Unauthorized
         self.changed = asyncio.Condition()
 
     def message_id(self, chat_id: int) -> int:
@@ -156,6 +157,8 @@ def build_app(state: BotApiState) -> Starlette:
         except ClientDisconnect:  # the bot process died mid-request (the crash suite kills it)
             return Response(status_code=499)
         state.calls.append(name)
+        if request.path_params["token"] in state.refused_tokens:  # as Telegram answers a revoked token
+            return _error(401, "Unauthorized")
         handler = METHODS.get(name.lower())
         if handler is None:
             return _error(404, "Not Found: method not found")
