@@ -338,3 +338,13 @@ async def test_uvicorn_logs_go_through_the_masking_filters(db_path, caplog):
         assert config.log_config is None  # no handler of uvicorn's own beside MIA's
     finally:
         await app.stop()
+
+
+async def test_the_web_socket_says_tcp_so_replies_are_not_held_by_nagle(db_path):
+    app = MiaApp(settings(db_path))
+    await app.start()
+    try:
+        listening = app.web_server.server.servers[0].sockets[0]
+        assert listening.proto == socket.IPPROTO_TCP  # asyncio then sets TCP_NODELAY on each connection
+    finally:
+        await app.stop()

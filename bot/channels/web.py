@@ -343,7 +343,9 @@ class WebServer:
         # The socket is bound here, not by uvicorn: uvicorn answers a failed bind with sys.exit()
         # inside its task, which tears through the event loop and leaves the store's thread behind.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP said outright: asyncio sets TCP_NODELAY on accepted connections only for
+        # sockets that say so (with proto 0, Nagle and delayed ACKs added 40 ms to each reply).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.wanted_port))
