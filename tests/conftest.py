@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.assistant import Assistant
-from bot.content import Content
-from bot.messages import Incoming, Reply
+from bot.core.assistant import Assistant
+from bot.core.content import Content
+from bot.core.messages import Incoming, Reply
 from bot.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent

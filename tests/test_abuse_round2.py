@@ -13,9 +13,9 @@ import pytest
 
 from bot.app import MiaApp
 from bot.channels.limits import RateLimiter
-from bot.config import Settings
-from bot.messages import Incoming, option_number, visible_text
-from bot.privacy import mask, review_text
+from bot.runtime.config import Settings
+from bot.core.messages import Incoming, option_number, visible_text
+from bot.core.privacy import mask, review_text
 from tests.conftest import ROOT, mia_command
 from tests.fakes.recording import RecordingSender
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.assistant import Assistant
+from bot.core.assistant import Assistant
 from tests.conftest import Chat
 
 

@@ -11,9 +11,9 @@ from tests.conftest import ROOT
 WORKER = r"""
 import asyncio, sys
 from pathlib import Path
-from bot.assistant import Assistant
-from bot.content import Content
-from bot.messages import Incoming
+from bot.core.assistant import Assistant
+from bot.core.content import Content
+from bot.core.messages import Incoming
 from bot.store.sqlite import SQLiteStore
 
 async def main(db, worker, n):

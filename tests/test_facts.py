@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.assistant import Assistant
-from bot.checks import check_content
-from bot.content import Content
-from bot.responses import cite, dated, rupiah
+from bot.core.assistant import Assistant
+from bot.content.checks import check_content
+from bot.core.content import Content
+from bot.core.responses import cite, dated, rupiah
 from bot.store.base import ConversationState
 from tests.conftest import ROOT, mia_command
 
@@ -230,7 +230,7 @@ def data_text() -> str:
 
 def test_no_reply_states_an_address_hour_or_phone_that_data_does_not_hold(content):
     """Every intent's template, in both languages, for every office and a regency of each."""
-    from bot.checks import _sample_contexts
+    from bot.content.checks import _sample_contexts
 
     kb = content.knowledge
     known = data_text()
@@ -254,7 +254,7 @@ def test_no_reply_states_an_address_hour_or_phone_that_data_does_not_hold(conten
 
 
 def test_citizens_never_see_repository_paths_or_article_ids(content):
-    from bot.checks import _sample_contexts
+    from bot.content.checks import _sample_contexts
 
     kb = content.knowledge
     for ctx in _sample_contexts(content)[1:]:
@@ -269,7 +269,7 @@ def test_citizens_never_see_repository_paths_or_article_ids(content):
 
 
 async def test_weekly_digest_lists_facts_older_than_a_year(content):
-    from bot.digest import Digest
+    from bot.runtime.digest import Digest
 
     sent: list[dict] = []
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot.assistant import Assistant
+from bot.core.assistant import Assistant
 from bot.store.sqlite import SQLiteStore
 from tests.conftest import Chat
 
@@ -150,6 +150,6 @@ async def test_abandoned_form_expires_even_across_restarts(content, db_path):
     chat2.n = chat.n
     assistant = chat2.assistant
     outcome = await assistant.handle_outcome(
-        __import__("bot.messages", fromlist=["Incoming"]).Incoming("web", "ttl", "Siti Aminah", "ttl-x"))
+        __import__("bot.core.messages", fromlist=["Incoming"]).Incoming("web", "ttl", "Siti Aminah", "ttl-x"))
     assert "kedaluwarsa" in outcome.replies[0].text
     await store2.close()

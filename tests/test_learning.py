@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from bot.content import Content
-from bot.messages import Incoming
+from bot.core.content import Content
+from bot.core.messages import Incoming
 from tests.conftest import ROOT, Chat, mia_command
 
 UNSURE = "bagaimana dengan paspor lama saya"  # renewal? lost? a new one? MIA asks
@@ -96,7 +96,7 @@ async def test_not_helpful_reaches_mia_review(chat, store, db_path):
 
 
 async def test_a_confirmed_review_changes_the_answer_after_reload(content_copy, db_path):
-    from bot.assistant import Assistant
+    from bot.core.assistant import Assistant
     from bot.store.sqlite import SQLiteStore
 
     message = "kantor imigrasi tetap melayani waktu cuti bersama idul adha"
@@ -129,7 +129,7 @@ async def test_a_confirmed_review_changes_the_answer_after_reload(content_copy, 
 
 
 async def test_review_never_writes_a_name_or_number_into_an_intent_file(content_copy, db_path):
-    from bot.assistant import Assistant
+    from bot.core.assistant import Assistant
     from bot.store.sqlite import SQLiteStore
 
     store = SQLiteStore(db_path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from bot.assistant import Assistant
-from bot.content import Content
+from bot.core.assistant import Assistant
+from bot.core.content import Content
 from bot.store.base import ConversationState
 
 
@@ -39,7 +39,7 @@ def test_third_office_takes_its_area_by_data_edit_only(content_copy):
 def test_regency_served_twice_is_an_error(content_copy):
     import pytest
 
-    from bot.yamlfile import ContentErrors
+    from bot.core.yamlfile import ContentErrors
 
     path = content_copy / "data" / "offices.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))

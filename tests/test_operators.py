@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from bot.app import MiaApp
-from bot.assistant import Assistant
-from bot.config import Settings
+from bot.core.assistant import Assistant
+from bot.runtime.config import Settings
 from bot.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, Chat, mia_command
 from tests.fakes.recording import RecordingSender
@@ -61,7 +61,7 @@ async def wait_until(predicate, timeout: float = 15.0):
 async def test_edit_goes_live_without_restart(live, content_copy):
     before = await ask_web(live, "kapan loket buka dihari raya lebaran", live.session)
     assert "Jam layanan" not in before
-    from bot.editing import add_example
+    from bot.content.editing import add_example
 
     add_example(content_copy / "intents", "office_hours", "kapan loket buka dihari raya lebaran")
     old = live.assistant.content
@@ -134,15 +134,17 @@ async def test_digest_button_adds_the_example_keeping_comments(live, content_cop
     assert groups >= 1
     await wait_until(lambda: any("kursi roda" in p["text"] for _, p in live.operators.sent))
     items = [p for chat, p in await_sent(live) if "kursi roda" in p["text"]]
-    assert items and any(b["data"].startswith("dg:pick:") for b in items[0]["buttons"])
-    item_id = int(items[0]["buttons"][-1]["data"].split(":")[2])
+    buttons = items[0]["buttons"] if items else []
+    assert [b["title"] for b in buttons][-2:] == ["Intent lain", "Abaikan"]
+    assert all(b["kind"] == "digest" for b in buttons)
+    item_id = int(buttons[-1]["payload"].split(":")[1])
     before = (content_copy / "intents" / "services.yaml").read_text(encoding="utf-8")
-    result = await live.digest.decide(f"dg:to:{item_id}:services_list", "Operator Ani")
+    result = await live.digest.decide(f"to:{item_id}:services_list", "Operator Ani")
     assert "Ditambahkan ke services_list" in result
     after = (content_copy / "intents" / "services.yaml").read_text(encoding="utf-8")
     assert after.count("#") == before.count("#")  # comments kept
     assert "kursi roda" in after
-    assert "sudah diputuskan" in await live.digest.decide(f"dg:ign:{item_id}", "Operator Budi")
+    assert "sudah diputuskan" in await live.digest.decide(f"ign:{item_id}", "Operator Budi")
     confirmed = await live.store.confirmed_examples()
     assert confirmed and confirmed[0]["intent"] == "services_list"
 
@@ -200,7 +202,7 @@ def test_add_example_command_keeps_comments_and_refuses_conflicts(content_copy):
 def test_logs_mask_phone_numbers(caplog):
     import logging
 
-    from bot.privacy import MaskingFilter
+    from bot.core.privacy import MaskingFilter
 
     handler = logging.StreamHandler()
     handler.addFilter(MaskingFilter())

@@ -11,10 +11,10 @@ import subprocess
 import yaml
 from ruamel.yaml import YAML
 
-from bot.assistant import Assistant
-from bot.checks import check_content
-from bot.content import Content
-from bot.editing import add_example
+from bot.core.assistant import Assistant
+from bot.content.checks import check_content
+from bot.core.content import Content
+from bot.content.editing import add_example
 from bot.store.base import ConversationState
 from tests.conftest import ROOT, mia_command
 

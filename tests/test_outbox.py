@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bot.staff import OutboxWorker, SendError
+from bot.runtime.staff import OutboxWorker, SendError
 from bot.store.sqlite import SQLiteStore
 
 
@@ -137,7 +137,7 @@ async def test_rows_without_a_sender_cost_nothing(store):
 async def test_stop_ends_a_task_that_swallows_a_cancellation():
     import asyncio
 
-    from bot.tasks import BackgroundTask
+    from bot.core.tasks import BackgroundTask
 
     async def stubborn():  # like asyncio.wait_for on Python 3.11 when the awaited event is set at that moment
         while True:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.nlu.places import name_variants, tokens_of
+from bot.core.nlu.places import name_variants, tokens_of
 from tests.conftest import SHARED
 
 
@@ -104,7 +104,7 @@ def test_generated_regions_agree_with_reference():
     assert ours_map == ref_map
     assert sum(len(v[1]) for v in ours_map.values()) == ref["meta"]["totals"]["districts"] == 241
     # The default office split is the seed's 6 + 11, as in the reference.
-    from bot.knowledge import load_knowledge
+    from bot.core.knowledge import load_knowledge
 
     kb = load_knowledge(ROOT / "data")
     ids = {"PLG": "palembang", "MRE": "muaraenim"}
@@ -136,7 +136,7 @@ def test_villages_agree_with_reference_counts():
     if not reference_path.exists():
         pytest.skip(f"reference file not present at {reference_path}")
     from tests.conftest import ROOT
-    from bot.knowledge import load_knowledge
+    from bot.core.knowledge import load_knowledge
 
     ref = json.loads(reference_path.read_text(encoding="utf-8"))
     kb = load_knowledge(ROOT / "data")
@@ -242,7 +242,7 @@ def test_everyday_word_villages_count_after_a_village_word(content):
 
 def test_everyday_word_list_is_decided_by_data(content):
     """Which village names need a cue comes from word frequencies and MIA's own words, not a list of test words."""
-    from bot.nlu.places import ANY_CUE, EVERYDAY_ZIPF, VILLAGE_CUE
+    from bot.core.nlu.places import ANY_CUE, EVERYDAY_ZIPF, VILLAGE_CUE
 
     places, zipf = content.places, content.knowledge.word_zipf
     for key in places.villages:
@@ -255,7 +255,7 @@ def test_everyday_word_list_is_decided_by_data(content):
 
 def test_ordinary_questions_name_no_village(content):
     """Labelled messages that name no place of Sumsel gain none from the villages."""
-    from bot.evaluation import load_cases
+    from bot.content.evaluation import load_cases
     from tests.conftest import ROOT
 
     for case in load_cases(ROOT / "tests" / "data" / "labelled.yaml"):

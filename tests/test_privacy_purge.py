@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bot.app import MiaApp
-from bot.staff import StaffEvent
+from bot.runtime.staff import StaffEvent
 from tests.conftest import ROOT, mia_command
 from tests.fakes.recording import RecordingSender
 from tests.test_whatsapp import graph  # noqa: F401 - the fake Graph API fixture

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from bot.assistant import Assistant
-from bot.privacy import MaskingFilter, SecretFilter, mask
+from bot.core.assistant import Assistant
+from bot.core.privacy import MaskingFilter, SecretFilter, mask
 from bot.store.sqlite import SQLiteStore
 from tests.conftest import ROOT, Chat, mia_command
 

@@ -7,11 +7,11 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.assistant import Assistant
-from bot.dialogue import forms
-from bot.dialogue.lapor_rakit import RegionResolver
-from bot.nlu.normalize import clean
-from bot.nlu.places import tokens_of
+from bot.core.assistant import Assistant
+from bot.core.flows import forms
+from bot.core.flows.lapor_rakit import RegionResolver
+from bot.core.nlu.normalize import clean
+from bot.core.nlu.places import tokens_of
 from bot.store.base import CallbackRequest, ConversationState
 
 TEXT = st.text(st.characters(codec="utf-8"), max_size=600)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.evaluation import evaluate, load_cases
-from bot.nlu.normalize import clean
+from bot.content.evaluation import evaluate, load_cases
+from bot.core.nlu.normalize import clean
 from tests.conftest import ROOT
 
 LABELLED = ROOT / "tests" / "data" / "labelled.yaml"
@@ -13,7 +13,7 @@ LABELLED = ROOT / "tests" / "data" / "labelled.yaml"
 
 @pytest.fixture(scope="module")
 def result(content):
-    from bot.assistant import Assistant
+    from bot.core.assistant import Assistant
 
     return evaluate(Assistant(content, store=None), load_cases(LABELLED))
 

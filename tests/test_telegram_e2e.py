@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bot.app import MiaApp
-from bot.config import Settings
+from bot.runtime.config import Settings
 from tests.conftest import ROOT, mia_command
 from tests.fakes.botapi import BOT, BotApiServer
 

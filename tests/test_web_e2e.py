@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import MiaApp
-from bot.config import Settings
-from bot.staff import StaffEvent
+from bot.runtime.config import Settings
+from bot.runtime.staff import StaffEvent
 from tests.conftest import ROOT
 from tests.fakes.recording import RecordingSender
 
@@ -76,6 +76,19 @@ async def tap(page, title: str) -> str:
     return await page.locator(".msg.bot").last.inner_text()
 
 
+async def fill_visit_form(page) -> str:
+    """A Lapor Rakit request for Siti Aminah in Gelumbang (Muara Enim), up to its summary."""
+    first = await ask(page, "tolong petugas datang ke rumah, ibu sy sakit stroke")
+    assert "nama lengkap pemohon" in first.lower()
+    await ask(page, "Siti Aminah")
+    await tap(page, "Anak")
+    await ask(page, "0812 3456 7890")
+    await ask(page, "Jl. Merdeka No. 5 RT 02 Pasar Lama")
+    await ask(page, "gelumbang")
+    await ask(page, "stroke, tidak bisa berjalan")
+    return await tap(page, "Senin")
+
+
 async def test_office_question_buttons_and_history_after_reload(mia, browser):
     page = await browser.new_page()
     refused = []  # what the page's Content-Security-Policy blocked: the page must need nothing it refuses
@@ -103,15 +116,7 @@ async def test_lapor_rakit_request_from_the_page(mia, browser):
     page = await browser.new_page()
     await page.goto(mia.web_url)
     await page.wait_for_selector(".msg.bot")
-    first = await ask(page, "tolong petugas datang ke rumah, ibu sy sakit stroke")
-    assert "nama lengkap pemohon" in first.lower()
-    await ask(page, "Siti Aminah")
-    await tap(page, "Anak")
-    await ask(page, "0812 3456 7890")
-    await ask(page, "Jl. Merdeka No. 5 RT 02 Pasar Lama")
-    await ask(page, "gelumbang")
-    await ask(page, "stroke, tidak bisa berjalan")
-    summary = await tap(page, "Senin")
+    summary = await fill_visit_form(page)
     assert "Siti Aminah" in summary and "Gelumbang" in summary
     await shot(page, "web-lapor-rakit-summary")
     done = await tap(page, "Ya, kirim")
@@ -190,3 +195,50 @@ async def test_menu_when_unsure_and_feedback_under_an_answer(mia, browser):
     sorry = await tap(page, "👎 Tidak membantu")
     assert "belum membantu" in sorry
     assert any(r["kind"] == "not_helpful" for r in await mia.store.review_items())
+
+
+async def test_the_page_names_the_office_keeps_buttons_on_a_failed_send_and_starts_over(mia, browser):
+    for width, height in ((390, 844), (1280, 800)):
+        context = await browser.new_context(viewport={"width": width, "height": height}, has_touch=width < 500,
+                                            is_mobile=width < 500)
+        page = await context.new_page()
+        await page.goto(mia.web_url)
+        await page.wait_for_selector(".msg.bot")
+        header = await page.locator("header").inner_text()
+        assert "Kantor Imigrasi Sumatera Selatan" in header and "imigrasi.go.id" in header  # on every width
+        assert await page.locator("a[href='https://www.imigrasi.go.id']").is_visible()
+        focused = await page.evaluate("document.activeElement && document.activeElement.id")
+        assert (focused == "text") == (width >= 500)  # no keyboard popping up on a phone
+        answer = await ask(page, "syarat bikin paspor apa aja")
+        assert "e-KTP" in answer
+        await shot(page, f"web-citizen-{width}")
+        chips = await page.locator(".chips .chip").count()
+        assert chips
+
+        # The network fails: the message is not lost from the box and the buttons stay.
+        await page.route("**/api/messages", lambda route: route.abort() if route.request.method == "POST"
+                         else route.continue_())
+        await page.fill("#text", "biaya paspor berapa")
+        await page.press("#text", "Enter")
+        await page.locator("#error").wait_for()
+        assert await page.locator(".chips .chip").count() == chips
+        assert await page.input_value("#text") == "biaya paspor berapa"
+        await page.unroute("**/api/messages")
+
+        # "Percakapan baru": a fresh conversation, the old one no longer shown.
+        await page.get_by_role("button", name="Percakapan baru").click()
+        await page.wait_for_load_state()
+        await page.wait_for_selector(".msg.bot")
+        assert "e-KTP" not in await page.locator(".log").inner_text()
+        await context.close()
+
+
+async def test_the_visit_form_says_what_is_kept_before_asking_for_personal_data(mia, browser):
+    page = await browser.new_page()
+    await page.goto(mia.web_url)
+    await page.wait_for_selector(".msg.bot")
+    await ask(page, "tolong petugas datang ke rumah, ibu sy sakit stroke")
+    shown = await page.locator(".log").inner_text()
+    notice = shown.split("Privasi:")[1]
+    assert "dibaca petugas" in notice and "dihapus dari MIA setelah 90 hari" in notice
+    assert shown.index("Privasi:") < shown.index("nama lengkap pemohon")

@@ -12,9 +12,10 @@ import pytest
 from pydantic import ValidationError
 
 from bot.app import MiaApp
-from bot.channels.limits import RateLimiter, client_address, parse_networks
-from bot.config import Settings
-from bot.messages import Incoming
+from bot.channels.limits import RateLimiter, client_address
+from bot.runtime.config import parse_networks
+from bot.runtime.config import Settings
+from bot.core.messages import Incoming
 from tests.fakes.recording import RecordingSender
 
 OPERATORS = "-1009"

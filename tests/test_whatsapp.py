@@ -13,8 +13,8 @@ import pytest
 
 from bot.app import MiaApp
 from bot.channels.whatsapp import render, split_text
-from bot.config import Settings
-from bot.staff import StaffEvent
+from bot.runtime.config import Settings
+from bot.runtime.staff import StaffEvent
 from tests.fakes.graphapi import GraphApiServer
 from tests.fakes.recording import RecordingSender
 

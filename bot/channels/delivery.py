@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
-
-from bot.messages import Incoming, Reply
-from bot.staff import SendError
+from bot.core.messages import Incoming, to_payload
+from bot.runtime.staff import SendError
 from bot.store.base import OutboxItem
-from bot.tasks import STOP_GRACE_SECONDS, finish
+from bot.core.tasks import STOP_GRACE_SECONDS, finish
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +22,10 @@ class LeasedReplies:
     rest to the outbox worker; a crash before the send leaves them to the next start, whose
     `release()` ends the dead process's leases."""
 
-    def __init__(self, assistant, sender, channel: str, payload: Callable[[Reply], dict], on_queue=None):
+    def __init__(self, assistant, sender, channel: str, on_queue=None):
         self.assistant = assistant
         self.sender = sender
         self.channel = channel
-        self.payload = payload
         self.on_queue = on_queue
         self._locks: dict[str, list] = {}  # chat id -> [lock, sends waiting or running]
         self._tasks: set[asyncio.Task] = set()
@@ -47,7 +44,7 @@ class LeasedReplies:
         async def keep(unit, msg, outcome) -> None:
             if record is not None:
                 await record(unit, msg, outcome)
-            payloads = [self.payload(r) for r in outcome.replies]
+            payloads = [to_payload(r) for r in outcome.replies]
             if payloads:
                 ids = await unit.enqueue_many(self.channel, msg.chat_id, payloads, lease_seconds=REPLY_LEASE_SECONDS)
                 leased.extend(OutboxItem(i, self.channel, msg.chat_id, p, 0, 0.0) for i, p in zip(ids, payloads))

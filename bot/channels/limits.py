@@ -21,11 +21,6 @@ STORE_FULL = ("Maaf, obrolan web sedang tidak menerima percakapan baru. Silakan 
               "the immigration office through its official channels.")
 
 
-def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """"127.0.0.1, 10.0.0.0/8" -> networks; raises ValueError for anything else."""
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
-
-
 def _ip(text: str):
     try:
         return ipaddress.ip_address(text.strip())

@@ -1,4 +1,4 @@
-"""Telegram channel (python-telegram-bot v22): translates updates to Incoming/StaffEvent and back."""
+"""Telegram channel (python-telegram-bot v22): citizens' updates to Incoming, typed replies to messages."""
 
 from __future__ import annotations
 
@@ -13,16 +13,19 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
-from bot.assistant import Assistant
-from bot.messages import Incoming, Reply
 from bot.channels.delivery import LeasedReplies
-from bot.staff import SendError, StaffDesk, StaffEvent
-from bot.tasks import BackgroundTask
+from bot.channels.telegram_staff import TelegramStaffConsole
+from bot.core.assistant import Assistant
+from bot.core.messages import CLAIM, CLOSE, DIGEST, FEEDBACK, Button, Incoming, reply_of
+from bot.core.tasks import BackgroundTask
+from bot.runtime.staff import SendError, StaffDesk
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 SAY = "say:"  # callback data of a citizen's button: the text it stands for
+# Callback data of the other buttons: a prefix per action, then the request reference or digest action.
+PREFIXES = {CLAIM: "claim:", CLOSE: "done:", DIGEST: "dg:"}
 COMMANDS = [
     BotCommand("start", "Mulai dan tampilkan menu"),
     BotCommand("menu", "Tampilkan menu"),
@@ -50,9 +53,9 @@ def keyboard(buttons: list[tuple[str, str]], feedback: list[tuple[str, str]] = (
     return InlineKeyboardMarkup([[InlineKeyboardButton(t, callback_data=d) for t, d in row] for row in rows])
 
 
-def button_data(payload: str) -> str:
-    """Callback data of a citizen's button: the text it stands for, cut to Telegram's 64 bytes."""
-    data = SAY + payload
+def button_data(button: Button) -> str:
+    """A button's callback data: its action's prefix and payload, cut to Telegram's 64 bytes."""
+    data = PREFIXES.get(button.kind, SAY) + button.payload
     while len(data.encode("utf-8")) > 64:
         data = data[:-1]
     return data
@@ -66,12 +69,10 @@ class TelegramSender:
 
     async def send(self, chat_id: str, payload: dict) -> str | None:
         bot = self.application.bot
-        text = payload["text"] if payload.get("html") else to_html(payload["text"])
-        markup = None
-        if payload.get("buttons"):
-            pairs = [(b, (b["title"], b.get("data") or SAY + b["title"])) for b in payload["buttons"]]
-            markup = keyboard([p for b, p in pairs if b.get("kind") != "feedback"],
-                              [p for b, p in pairs if b.get("kind") == "feedback"])
+        reply = reply_of(payload)
+        text = reply.text if reply.html else to_html(reply.text)
+        markup = keyboard([(b.title, button_data(b)) for b in reply.buttons if b.kind != FEEDBACK],
+                          [(b.title, button_data(b)) for b in reply.buttons if b.kind == FEEDBACK])
         try:
             if payload.get("edit"):
                 try:
@@ -97,6 +98,8 @@ class TelegramSender:
 class TelegramChannel:
     """Citizens in private chats, staff in their offices' chats; the core never sees PTB objects."""
 
+    name = CHANNEL
+
     def __init__(self, token: str, base_url: str, assistant: Assistant, desk: StaffDesk,
                  webhook_url: str | None = None, webhook_secret: str | None = None,
                  webhook_listen: str = "127.0.0.1", webhook_port: int = 8443, poll_timeout: int = 10,
@@ -109,9 +112,8 @@ class TelegramChannel:
         self.webhook_port = webhook_port
         self.on_queue = on_queue
         self.poll_timeout = poll_timeout
-        self.reload = reload  # async callable: /reload from a staff or the operators' chat
         self.operator_chat = str(operator_chat) if operator_chat else None
-        self.digest = digest
+        self.staff = TelegramStaffConsole(desk, reload, self.operator_chat, digest)
         base_url = base_url.rstrip("/")
         self.application = (
             ApplicationBuilder()
@@ -127,7 +129,7 @@ class TelegramChannel:
         self.application.add_error_handler(self._on_error)
         self.sender = TelegramSender(self.application)
         self._chat_locks: dict[int, list] = {}  # chat id -> [lock, updates waiting or running]
-        self.replies = LeasedReplies(assistant, self.sender, CHANNEL, _payload, on_queue)
+        self.replies = LeasedReplies(assistant, self.sender, CHANNEL, on_queue)
         self._poller = BackgroundTask("telegram-poll", self._poll)
 
     async def start(self) -> None:
@@ -215,80 +217,27 @@ class TelegramChannel:
         if chat is None:
             return
         chat_id = str(chat.id)
-        office = self.desk.office_of_chat(CHANNEL, chat_id)
+        if self.staff.serves(chat_id):  # an office's staff chat or the operators' chat
+            await self.staff.handle(update, chat_id)
+            return
         query = update.callback_query
         if query is not None:
-            await self._on_button(update, chat_id, office)
+            data = query.data or ""
+            if not data.startswith(SAY):  # a staff button outside a staff chat: the console refuses it
+                await self.staff.on_button(update, chat_id)
+                return
+            await query.answer()
+            await self._answer(Incoming(CHANNEL, chat_id, data[len(SAY):], str(update.update_id),
+                                        user_name=user.first_name if user else None))
             return
         message = update.message
-        if message is None:
-            return  # edited messages, channel posts, member updates: nothing to answer
-        if (office is not None or chat_id == self.operator_chat) and (message.text or "").startswith("/reload"):
-            await self._on_reload(message)
-            return
-        if office is not None:
-            await self._on_staff_message(update, chat_id)
-            return
-        if chat_id == self.operator_chat:
-            return
-        if chat.type != "private":
-            return  # MIA talks to citizens one to one
+        if message is None or chat.type != "private":
+            return  # edited messages, channel posts, groups: MIA talks to citizens one to one
         location = (message.location.latitude, message.location.longitude) if message.location else None
         text = message.text or message.caption or ""
         incoming = Incoming(CHANNEL, chat_id, text, str(update.update_id),
                             user_name=user.first_name if user else None, location=location, media=_media(message))
         await self._answer(incoming)
-
-    async def _on_button(self, update: Update, chat_id: str, office: str | None) -> None:
-        query = update.callback_query
-        data = query.data or ""
-        user = query.from_user
-        if data.startswith(SAY):
-            await query.answer()
-            if office is not None:
-                return
-            incoming = Incoming(CHANNEL, chat_id, data[len(SAY):], str(update.update_id), user_name=user.first_name)
-            await self._answer(incoming)
-            return
-        if data.startswith("dg:"):
-            if chat_id != self.operator_chat or self.digest is None:
-                await query.answer("Maaf, tombol ini hanya untuk grup operator MIA.", show_alert=True)
-                return
-            result = await self.digest.decide(data, _name(user))
-            await query.answer(result[:190], show_alert=len(result) > 190)
-            await self.digest.notify_payload({"text": result, "buttons": []})
-            return
-        action, _, ref = data.partition(":")
-        if action not in ("claim", "done"):
-            await query.answer()
-            return
-        event = StaffEvent(CHANNEL, chat_id, str(update.update_id), str(user.id), _name(user), action, ref=ref)
-        result = await self.desk.handle(event)
-        await query.answer(result.text, show_alert=not result.ok)
-
-    async def _on_reload(self, message) -> None:
-        if self.reload is None:
-            return
-        result = await self.reload("/reload dari Telegram")
-        try:
-            await message.reply_text(result.message)
-        except TelegramError as exc:
-            log.warning("could not answer /reload: %s", exc)
-
-    async def _on_staff_message(self, update: Update, chat_id: str) -> None:
-        message = update.message
-        if message.reply_to_message is None or not message.text:
-            return  # staff talking among themselves
-        text = message.text.strip()
-        action = "end" if text.split()[0].split("@")[0].lower() == "/selesai" else "reply"
-        event = StaffEvent(CHANNEL, chat_id, str(update.update_id), str(message.from_user.id),
-                           _name(message.from_user), action, reply_to=str(message.reply_to_message.message_id),
-                           text=text)
-        result = await self.desk.handle(event)
-        try:
-            await message.reply_text(result.text)
-        except TelegramError as exc:
-            log.warning("could not confirm to staff chat %s: %s", chat_id, exc)
 
     async def _answer(self, incoming: Incoming) -> None:
         """Handle a citizen's message; its replies are committed with it, then sent in the background."""
@@ -308,20 +257,9 @@ def _media(message) -> str | None:
     return None
 
 
-def _payload(reply: Reply) -> dict:
-    return {"text": reply.text, "buttons": [{"title": b.title, "data": button_data(b.payload), "kind": b.kind}
-                                            for b in reply.buttons]}
-
-
 def _retry_after(exc: RetryAfter) -> float:
     """Seconds Telegram asks to wait (PTB 22 warns its type will become timedelta; both are read)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         wait = exc.retry_after
     return wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
-
-
-def _name(user) -> str:
-    if user is None:
-        return "?"
-    return " ".join(filter(None, (user.first_name, user.last_name))) or (user.username or str(user.id))

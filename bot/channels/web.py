@@ -22,10 +22,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot.assistant import Assistant, Outcome
+from bot.core.assistant import Assistant
+from bot.core.turn import Outcome
 from bot.channels.http import BodyTooLarge, is_unicode, read_body
 from bot.channels.limits import STORE_FULL, TOO_MANY, RateLimiter, StoreGuard, client_address
-from bot.messages import Incoming
+from bot.core.messages import Incoming, Reply, reply_of
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ class Session:
     new: bool  # issued by this response
 
 
-def _buttons(reply) -> list[dict]:
-    return [{"title": b.title, "payload": b.payload, "kind": b.kind} for b in reply.buttons]
+def _buttons(reply: Reply) -> list[dict]:
+    """The buttons the page shows: what a citizen may press (staff actions never reach a citizen)."""
+    return [{"title": b.title, "payload": b.payload, "kind": b.kind} for b in reply.buttons if b.says]
 
 
 class WebSender:
@@ -68,14 +70,16 @@ class WebSender:
         self.store = store
 
     async def send(self, chat_id: str, payload: dict) -> str | None:
-        buttons = [{"title": b["title"], "payload": b.get("data", b["title"]).removeprefix("say:")}
-                   for b in payload.get("buttons", [])]
+        reply = reply_of(payload)
         async with self.store.unit() as unit:
-            return str(await unit.add_web_message(chat_id, "bot", payload["text"], buttons))
+            return str(await unit.add_web_message(chat_id, "bot", reply.text, _buttons(reply)))
 
 
 class WebChannel:
-    """Serves the page and the API; the session key lives in an HttpOnly cookie."""
+    """Serves the page and the API; the session key lives in an HttpOnly cookie. Its routes are
+    served by the app's WebServer (with WhatsApp's webhook), so start and stop have nothing to do."""
+
+    name = "web"
 
     def __init__(self, assistant: Assistant, secure_cookie: bool = False, new_sessions_per_minute: int = 0,
                  posts_per_minute: int = 0, trusted_proxies: tuple = (), guard: StoreGuard | None = None,
@@ -96,6 +100,12 @@ class WebChannel:
         self._held_total = 0
         self.tarpit_seconds = TARPIT_SECONDS
 
+    async def start(self) -> None:
+        """Nothing to start: the web server serves `app()`."""
+
+    async def stop(self) -> None:
+        """Nothing to stop: replies are written to the transcript in the answer's transaction."""
+
     def app(self, page: bool = True, extra_routes: list | None = None) -> Starlette:
         """The server's routes: the chat page and its API (when `page`), plus other channels' webhooks."""
         routes = [Route("/healthz", self.health)]
@@ -104,6 +114,7 @@ class WebChannel:
                 Route("/", self.page),
                 Route("/api/messages", self.messages, methods=["GET", "POST"]),
                 Route("/api/lang", self.set_lang, methods=["POST"]),
+                Route("/api/new", self.new_conversation, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=STATIC), name="static"),
             ]
         return Starlette(routes=routes + list(extra_routes or []), middleware=[Middleware(SecurityHeaders)])
@@ -267,6 +278,16 @@ class WebChannel:
             state.lang = lang
             await unit.save_state(CHANNEL, chat, state)
         return self._with_cookie(JSONResponse({"lang": lang}), session)
+
+    async def new_conversation(self, request: Request) -> Response:
+        """"Percakapan baru": the browser forgets its session key (the old conversation is kept
+        until the retention purge, like any other); the next request starts a fresh one."""
+        refused = self._cross_site(request)
+        if refused is not None:
+            return refused
+        response = JSONResponse({"ok": True})
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=self.secure_cookie)
+        return response
 
     @staticmethod
     async def _json(request: Request) -> dict | Response:

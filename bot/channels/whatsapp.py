@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.assistant import Assistant
+from bot.core.assistant import Assistant
 from bot.channels.delivery import LeasedReplies
 from bot.channels.http import BodyTooLarge, read_body, same_secret
-from bot.messages import Incoming, Reply, option_number
-from bot.staff import SendError
-from bot.tasks import finish
+from bot.core.messages import FEEDBACK, Button, Incoming, Reply, option_number, reply_of
+from bot.runtime.staff import SendError
+from bot.core.tasks import finish
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ class WhatsAppSender:
             self.client = None
 
     async def send(self, chat_id: str, payload: dict) -> str | None:
-        buttons = [{"title": b["title"], "payload": b.get("data", b["title"]).removeprefix("say:")}
-                   for b in payload.get("buttons", [])]
+        reply = reply_of(payload)
+        buttons = [{"title": b.title, "payload": b.payload} for b in citizen_buttons(reply)]
         contact = await self.store.whatsapp_contact(chat_id)
         if contact is None or time.time() - contact["last_inbound_at"] > WINDOW_SECONDS:
             body = {"type": "template", "template": {
@@ -159,6 +159,8 @@ class WhatsAppSender:
 class WhatsAppChannel:
     """The webhook routes and the background handling of stored updates."""
 
+    name = CHANNEL
+
     def __init__(self, assistant: Assistant, sender: WhatsAppSender, verify_token: str, app_secret: str,
                  on_queue=None):
         self.assistant = assistant
@@ -170,7 +172,7 @@ class WhatsAppChannel:
         self._lock = asyncio.Lock()
         # Replies commit with the answer and leave in the background, in order per chat, so a
         # slow Graph API answer to one chat never holds up the next stored update.
-        self.replies = LeasedReplies(assistant, sender, CHANNEL, _payload, on_queue)
+        self.replies = LeasedReplies(assistant, sender, CHANNEL, on_queue)
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
 
@@ -311,7 +313,7 @@ def _sent_at(timestamp) -> float:
         return now
 
 
-def _payload(reply: Reply) -> dict:
+def citizen_buttons(reply: Reply) -> tuple[Button, ...]:
     """Reply buttons are at most three: the feedback pair gives way to the answer's own buttons."""
-    buttons = reply.buttons if len(reply.buttons) <= 3 else tuple(b for b in reply.buttons if b.kind != "feedback")
-    return {"text": reply.text, "buttons": [{"title": b.title, "data": b.payload} for b in buttons]}
+    buttons = tuple(b for b in reply.buttons if b.says)
+    return buttons if len(buttons) <= 3 else tuple(b for b in buttons if b.kind != FEEDBACK)

@@ -47,68 +47,191 @@ class OutboxItem:
 
 
 class Unit(Protocol):
-    """Operations inside one transaction."""
+    """Operations inside one transaction: all of it commits together, or none of it does, and no
+    reader outside the unit sees any of it before the commit."""
 
-    async def claim_message(self, channel: str, message_id: str) -> bool: ...
+    # -- messages and conversations
+    async def claim_message(self, channel: str, message_id: str) -> bool:
+        """Record a message id; False when it was already handled (a re-delivery)."""
 
-    async def load_state(self, channel: str, chat_id: str) -> ConversationState: ...
+    async def claim_and_load(self, channel: str, message_id: str, chat_id: str) -> ConversationState | None:
+        """claim_message and load_state together; None for a re-delivered message."""
 
-    async def claim_and_load(self, channel: str, message_id: str, chat_id: str) -> ConversationState | None: ...
+    async def load_state(self, channel: str, chat_id: str) -> ConversationState:
+        """The conversation's state, or a fresh one."""
 
-    async def save_state(self, channel: str, chat_id: str, state: ConversationState) -> None: ...
+    async def save_state(self, channel: str, chat_id: str, state: ConversationState) -> None:
+        """Write the conversation's state."""
 
+    async def log_turn(self, channel: str, chat_id: str, text: str, intent: str | None, confidence: float,
+                       region: str | None, office: str | None, reply: str) -> None:
+        """Append one turn to the conversation log."""
+
+    async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
+        """The last turns of a conversation, oldest first ({text, intent, reply, created_at}); the unit's own included."""
+
+    async def add_web_message(self, session_id: str, role: str, text: str, buttons: list[dict]) -> int:
+        """Append a message ("user" or "bot") to a web chat's transcript; returns its id (ascending)."""
+
+    # -- Lapor Rakit requests
     async def create_request(self, channel: str, chat_id: str, office: str, region: str,
-                             fields: dict) -> CallbackRequest: ...
+                             fields: dict) -> CallbackRequest:
+        """Save a confirmed request and give it its reference, RKT-<year>-<6 digits>, unique."""
 
-    async def get_request(self, ref: str) -> CallbackRequest | None: ...
+    async def get_request(self, ref: str) -> CallbackRequest | None:
+        """A request by its reference (case-insensitive), or None."""
 
-    async def latest_request(self, channel: str, chat_id: str) -> CallbackRequest | None: ...
+    async def latest_request(self, channel: str, chat_id: str) -> CallbackRequest | None:
+        """The newest request made from this chat, or None."""
 
-    async def set_request_status(self, ref: str, status: str, by: str) -> None: ...
+    async def set_request_status(self, ref: str, status: str, by: str) -> None:
+        """Record a claim ("claimed") or a close ("done"), with who and when."""
 
-    async def enqueue(self, channel: str, chat_id: str, payload: dict) -> int: ...
+    # -- outbox
+    async def enqueue(self, channel: str, chat_id: str, payload: dict) -> int:
+        """Queue a message (bot.core.messages.to_payload) for the outbox worker; it leaves only if this unit commits."""
 
     async def enqueue_many(self, channel: str, chat_id: str, payloads: list[dict], lease_seconds: float = 0.0
-                           ) -> list[int]: ...
+                           ) -> list[int]:
+        """Queue several messages, in order. With a lease the caller sends them itself after the commit and
+        the worker leaves them alone until the lease ends (or release_outbox ends it)."""
 
-    async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None: ...
+    async def recent_outbox(self, channel: str, chat_id: str, since: float) -> int:
+        """How many messages were queued for this chat since `since` (sent or not)."""
 
-    async def recent_outbox(self, channel: str, chat_id: str, since: float) -> int: ...
+    async def find_staff_message(self, channel: str, chat_id: str, message_id: str) -> tuple[str, str] | None:
+        """(kind, target) of a notification MIA sent to a staff chat (its payload's "bind"), or None."""
 
-    async def log_turn(
-        self,
-        channel: str,
-        chat_id: str,
-        text: str,
-        intent: str | None,
-        confidence: float,
-        region: str | None,
-        office: str | None,
-        reply: str,
-    ) -> None: ...
+    async def staff_messages_of(self, kind: str, target: str) -> list[tuple[str, str, str]]:
+        """(channel, chat id, message id) of the first staff notification about a target in each staff
+        chat (a Telegram group and the web desk may both have one)."""
+
+    # -- the operators' review log
+    async def log_unanswered(self, channel: str, office: str | None, text: str, kind: str,
+                             candidates: list[tuple[str, float]], ref: str | None = None,
+                             answered: str | None = None) -> None:
+        """A message for review (text already masked): kind "fallback" (not understood), "menu" (a menu
+        was offered) or "not_helpful" (answered `answered`, and the citizen said it did not help)."""
+
+    async def label_unanswered(self, ref: str, chosen: str) -> None:
+        """The citizen chose `chosen` from the menu MIA showed for row `ref`."""
+
+    # -- WhatsApp
+    async def store_whatsapp_update(self, body: str) -> int | None:
+        """Keep a raw webhook body until handled; None, and nothing stored, for a body already kept."""
 
 
 class Store(Protocol):
-    """Where conversations live, so that a restart or a second worker continues them."""
+    """Where conversations live, so that a restart or a second worker continues them. Methods
+    outside a unit are single transactions of their own and see only committed work."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect, creating the schema or applying pending migrations."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Disconnect."""
 
-    def unit(self) -> AbstractAsyncContextManager[Unit]: ...
+    def unit(self) -> AbstractAsyncContextManager[Unit]:
+        """One transaction (see Unit)."""
 
-    async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]: ...
+    async def schema_version(self) -> int:
+        """The number of migrations applied."""
 
+    async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
+        """The last turns of a conversation, oldest first."""
+
+    async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]:
+        """Requests, oldest first, optionally of one office and/or status."""
+
+    # -- outbox
     async def due_outbox(self, now: float, limit: int = 50, channels: list[str] | None = None,
-                         skip: list[tuple[str, str]] = ()) -> list[OutboxItem]: ...
+                         skip: list[tuple[str, str]] = ()) -> list[OutboxItem]:
+        """Pending, unleased rows due by `now` that no older pending row of their chat holds back,
+        oldest first; optionally only of `channels` and not of the chats in `skip`."""
 
     async def next_outbox_due(self, now: float, channels: list[str] | None = None,
-                              skip: list[tuple[str, str]] = ()) -> float | None: ...
+                              skip: list[tuple[str, str]] = ()) -> float | None:
+        """When the next chat's oldest pending row falls due after `now`, or None."""
 
-    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None: ...
+    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
+        """Mark a row sent; a staff notification's message id is kept for find_staff_message."""
 
-    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None: ...
+    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
+        """A failed attempt: retry at `retry_at`, or give up (status "failed") when None."""
 
-    async def release_outbox(self, channel: str, ids: list[int] | None = None) -> int: ...
+    async def release_outbox(self, channel: str, ids: list[int] | None = None) -> int:
+        """End leases now: of `ids`, or (None, at start-up) of every pending row of the channel."""
 
-    async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]: ...
+    # -- web chat
+    async def web_messages(self, session_id: str, after: int = 0, limit: int = 500) -> list[dict]:
+        """A web chat's transcript after message id `after`, oldest first ({id, role, text, buttons})."""
+
+    async def web_transcript_bytes(self, session_id: str) -> int:
+        """How much a web chat's transcript holds (characters of its texts and buttons)."""
+
+    async def expire_single_turn_web(self, older_than: float, batch: int = 2000) -> int:
+        """Delete web conversations idle since `older_than` that never got past one turn; how many went."""
+
+    # -- WhatsApp
+    async def pending_whatsapp_updates(self) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, oldest first: (row id, body)."""
+
+    async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:
+        """A stored body was handled (or failed for good with `error`)."""
+
+    async def touch_whatsapp_contact(self, chat_id: str, inbound_at: float) -> list[str]:
+        """Record a citizen's message time (the 24-hour window); return the numbered options last shown."""
+
+    async def whatsapp_contact(self, chat_id: str) -> dict | None:
+        """{"last_inbound_at", "options"} of a WhatsApp chat, or None."""
+
+    async def set_whatsapp_options(self, chat_id: str, options: list[str]) -> None:
+        """The payloads a numbered answer ("2") stands for in this chat."""
+
+    async def close_whatsapp_window(self, chat_id: str) -> None:
+        """WhatsApp said the 24-hour window is closed: templates only until the citizen writes."""
+
+    async def record_whatsapp_status(self, message_id: str, status: str, chat_id: str, error_code: int | None) -> bool:
+        """Record a delivery status once; False for one already recorded (a replay)."""
+
+    # -- review, digest, confirmed examples
+    async def unanswered_since(self, since: float, office: str | None = None) -> list[dict]:
+        """Review rows since a time, oldest first."""
+
+    async def review_items(self, since: float = 0.0, office: str | None = None, status: str | None = "open",
+                           kinds: tuple[str, ...] | None = None) -> list[dict]:
+        """The review log, oldest first: masked text, kind, candidates, answered, chosen, decision."""
+
+    async def decide_review(self, ids: list[int], status: str, intent: str | None, by: str) -> int:
+        """An operator's decision on open review rows ("confirmed" with an intent, or "dropped"); rows changed."""
+
+    async def add_confirmed_example(self, text: str, intent: str | None, decided_by: str) -> None:
+        """An operator's labelled case for `mia intents test`."""
+
+    async def confirmed_examples(self) -> list[dict]:
+        """Every confirmed example ({text, intent}), oldest first."""
+
+    async def add_digest_item(self, example: str, count: int, candidates: list[str],
+                              review_ids: list[int] = ()) -> int:
+        """A group of the weekly digest; returns its id."""
+
+    async def digest_item(self, item_id: int) -> dict | None:
+        """A digest group ({id, example, count, candidates, review_ids, status}), or None."""
+
+    async def decide_digest_item(self, item_id: int, status: str, by: str) -> bool:
+        """Mark a group decided; False when it already was."""
+
+    # -- settings kept with the data
+    async def get_meta(self, key: str) -> str | None:
+        """A stored value, or None."""
+
+    async def meta_default(self, key: str, value: str) -> str:
+        """The stored value of `key`, storing `value` first if there is none (the first writer wins)."""
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store a value."""
+
+    # -- retention
+    async def purge(self, older_than: float, dry_run: bool = False, vacuum: bool = False) -> dict[str, int]:
+        """Nothing personal older than `older_than` stays; requests keep only office, region, status and
+        times. Counts per table (what would go, with dry_run)."""

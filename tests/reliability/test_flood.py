@@ -26,7 +26,10 @@ pytestmark = pytest.mark.reliability
 
 CHATS = int(os.environ.get("MIA_FLOOD_CHATS", "1000"))
 PER_CHAT = 2
-MEMORY_BUDGET_MB = 150
+# mia run holds the multilingual sentence model (about 135 MB resident before any chat, docs/benchmarks.md):
+# the whole process stays within the 200 MB that start-up is held to, and the flood itself adds at most 50 MB.
+MEMORY_BUDGET_MB = 200
+FLOOD_GROWTH_MB = 50
 TEXTS = ["biaya paspor brp", "syarat bikin paspor apa aja", "sy dr lahat bikin paspor dmn", "lapor rakit itu apa",
          "halo min", "kantor imigrasi utk oki dimana", "paspor hilang gmn", "makasih ya"]
 
@@ -157,9 +160,11 @@ async def test_a_thousand_chats_at_once(tmp_path):
     assert web_answers == CHATS * PER_CHAT
     assert len(tg_latency) == CHATS * PER_CHAT
     assert after["VmHWM"] < MEMORY_BUDGET_MB, after
+    assert after["VmHWM"] - before["VmRSS"] < FLOOD_GROWTH_MB, (before, after)
     print(f"\n{CHATS} web chats x {PER_CHAT}: all answered in {web_seconds:.1f} s, p50 {pct(web_latency, .5):.2f} s, "
           f"p99 {pct(web_latency, .99):.2f} s; {CHATS} Telegram chats x {PER_CHAT}: all answered in {tg_seconds:.1f} s, "
           f"p50 {pct(tg_latency, .5):.2f} s, p99 {pct(tg_latency, .99):.2f} s; MIA's memory: RSS {before['VmRSS']:.0f} MB "
           f"before, {after_web['VmRSS']:.0f} MB after the web flood, {after['VmRSS']:.0f} MB after both, peak "
-          f"{after['VmHWM']:.0f} MB (budget {MEMORY_BUDGET_MB} MB); bot messages per Telegram chat "
+          f"{after['VmHWM']:.0f} MB (budget {MEMORY_BUDGET_MB} MB, "
+          f"{FLOOD_GROWTH_MB} MB for the flood); bot messages per Telegram chat "
           f"{min(len(c) for c in counts)}-{max(len(c) for c in counts)}", flush=True)

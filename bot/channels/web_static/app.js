@@ -2,10 +2,12 @@
 (function () {
   "use strict";
   var UI = {
-    id: { subtitle: "Asisten paspor Kantor Imigrasi di Sumatera Selatan", typing: "MIA sedang mengetik…",
+    id: { subtitle: "Asisten paspor Kanim Palembang dan Kanim Muaraenim", typing: "MIA sedang mengetik…",
+          office: "Kantor Imigrasi Sumatera Selatan", official: "Situs resmi imigrasi.go.id", new: "Percakapan baru",
           label: "Tulis pesan", placeholder: "Tulis pertanyaan Anda…", send: "Kirim", you: "Anda",
           log: "Percakapan dengan MIA", other: "Switch to English", error: "Pesan belum terkirim. Periksa koneksi lalu coba lagi." },
-    en: { subtitle: "Passport assistant of the immigration offices of South Sumatra", typing: "MIA is typing…",
+    en: { subtitle: "Passport assistant of the Palembang and Muaraenim offices", typing: "MIA is typing…",
+          office: "Immigration offices of South Sumatra", official: "Official site imigrasi.go.id", new: "New conversation",
           label: "Write a message", placeholder: "Type your question…", send: "Send", you: "You",
           log: "Conversation with MIA", other: "Ganti ke Bahasa Indonesia", error: "The message was not sent. Check the connection and try again." }
   };
@@ -17,6 +19,9 @@
   var typing = document.getElementById("typing");
   var errorBox = document.getElementById("error");
   var langButton = document.getElementById("lang");
+  var newButton = document.getElementById("new");
+  // On a phone the keyboard opens only when the citizen taps the box, never by itself.
+  var touch = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
   var lastId = 0;
   var busy = false;
 
@@ -102,16 +107,16 @@
     send.disabled = on;
   }
 
-  function say(text) {
+  function say(text, typed) {
     if (busy || !text.trim()) { return; }
     errorBox.hidden = true;
-    clearChips();
     setBusy(true);
     var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID().replace(/-/g, "") : String(Date.now()) + Math.random();
     request("POST", "/api/messages", { text: text, message_id: id })
-      .then(function (data) { data.messages.forEach(add); input.value = ""; })
+      // The buttons go only once the message is in: after a failed send they are still there to press.
+      .then(function (data) { clearChips(); data.messages.forEach(add); if (typed) { input.value = ""; } })
       .catch(function (e) { errorBox.textContent = (e && e.notice) || t("error"); errorBox.hidden = false; })
-      .then(function () { setBusy(false); input.focus(); });
+      .then(function () { setBusy(false); if (typed && !touch) { input.focus(); } });
   }
 
   function poll() {
@@ -121,9 +126,13 @@
       .catch(function () { /* try again at the next tick */ });
   }
 
-  form.addEventListener("submit", function (e) { e.preventDefault(); say(input.value); });
+  form.addEventListener("submit", function (e) { e.preventDefault(); say(input.value, true); });
   input.addEventListener("keydown", function (e) {
-    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); say(input.value); }
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); say(input.value, true); }
+  });
+  newButton.addEventListener("click", function () {
+    request("POST", "/api/new", {}).then(function () { location.reload(); })
+      .catch(function () { errorBox.textContent = t("error"); errorBox.hidden = false; });
   });
   langButton.addEventListener("click", function () {
     lang = lang === "id" ? "en" : "id";
@@ -141,5 +150,5 @@
     }
   });
   setInterval(poll, 2500);
-  input.focus();
+  if (!touch) { input.focus(); }
 })();

@@ -1,0 +1,1 @@
+"""What operators edit, as tooling: checking, evaluating, editing, reloading and reviewing it."""

@@ -1,0 +1,1 @@
+"""Multi-turn flows below the assistant: the Lapor Rakit form, the handoff to staff."""

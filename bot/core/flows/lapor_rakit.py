@@ -1,0 +1,218 @@
+"""The Lapor Rakit request flow: start, one turn per answer, summary, confirmation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from bot.core.flows import forms
+from bot.core.flows.state import FORM_KEY, HOME_KEY
+from bot.core.messages import CLAIM, CLOSE, Button, Reply
+from bot.core.nlu.places import tokens_of
+from bot.core.turn import Effect, Outcome, PlaceContext, Turn, place_context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bot.core.content import Content
+    from bot.core.nlu.matcher import Understanding
+    from bot.store.base import CallbackRequest, ConversationState
+
+INTENT = "callback_request"
+HANDOFF = "human_handoff"
+REF_PLACEHOLDER = "{ref}"  # the confirmation is rendered before the request has its reference
+YES = {"ya", "y", "iya", "yes", "ok", "oke", "benar", "betul", "kirim", "setuju", "sudah benar"}
+CHANGE = {"ubah", "ganti", "edit", "change", "koreksi", "perbaiki"}
+CANCEL = {"batal", "/batal", "cancel", "batalkan", "tidak jadi", "gak jadi", "ga jadi", "nggak jadi"}
+QUESTION_WORDS = frozenset(
+    "apa apakah berapa brp bagaimana gimana gmn dimana dmn kapan kpn kenapa bisakah boleh how what where when why "
+    "can could is are do does".split()
+)
+# Intents that belong to the form itself: never treated as a question in the middle of it.
+FORM_INTENTS = frozenset({INTENT, "svc_lapor_rakit", "greeting", "thanks"})
+BUTTONS = {
+    "id": {"yes": "Ya, kirim", "change": "Ubah", "cancel": "Batal", "officer": "Bicara dengan petugas"},
+    "en": {"yes": "Yes, send", "change": "Change", "cancel": "Cancel", "officer": "Talk to an officer"},
+}
+LABELS = {
+    "id": {"applicant_name": "Nama pemohon", "relation": "Hubungan dengan pemohon", "phone": "Nomor telepon",
+           "address": "Alamat", "region": "Kabupaten/kota", "condition": "Kondisi pemohon",
+           "preferred_day": "Hari kunjungan"},
+    "en": {"applicant_name": "Applicant's name", "relation": "Relation to the applicant", "phone": "Phone number",
+           "address": "Address", "region": "Regency/city", "condition": "Applicant's condition",
+           "preferred_day": "Preferred day"},
+}
+
+
+class RegionResolver:
+    """Resolves the region answer with the place matcher: one regency, one office, or an error."""
+
+    def __init__(self, content: "Content"):
+        self.content = content
+
+    def resolve_region(self, raw: str) -> forms.Answer:
+        found = self.content.places.find(tokens_of(raw))
+        if not found.matches:
+            return forms.Answer(error="region_outside" if found.outside else "region_unknown")
+        ctx = place_context(self.content, found.matches)
+        if ctx.ambiguous or ctx.region is None:
+            return forms.Answer(error="region_ambiguous")
+        region = ctx.region
+        shown = ctx.place if ctx.place == region.short_name else f"{ctx.place} ({region.short_name})"
+        return forms.Answer({"region": region.code, "place": ctx.place, "office": ctx.office.id}, shown)
+
+
+def staff_buttons(request: "CallbackRequest") -> tuple[Button, ...]:
+    """The staff notice's buttons for a request in its current state (claim while open, close until done)."""
+    buttons = []
+    if request.status == "open":
+        buttons.append(Button("Ambil", request.ref, CLAIM))
+    if request.status in ("open", "claimed"):
+        buttons.append(Button("Selesai", request.ref, CLOSE))
+    return tuple(buttons)
+
+
+class LaporRakitFlow:
+    """The request form for an officer's visit to a sick applicant: one question per message."""
+
+    key = FORM_KEY
+    intents = frozenset({INTENT})
+    raw = False
+
+    def active(self, state: "ConversationState") -> bool:
+        return bool(state.data.get(FORM_KEY))
+
+    def expire(self, turn: Turn) -> tuple[Reply, ...]:
+        form = turn.state.data.get(FORM_KEY)
+        if not form or form.get("expires_at", 0) >= turn.now:
+            return ()
+        turn.state.data.pop(FORM_KEY)
+        return (Reply(turn.content.responses.render(turn.state.lang, "form_expired", kb=turn.content.knowledge)),)
+
+    def cancel(self, state: "ConversationState") -> bool:
+        return state.data.pop(FORM_KEY, None) is not None
+
+    def start(self, turn: Turn, intent: str, u: "Understanding | None", place: PlaceContext) -> Outcome:
+        return start(turn, u, place)
+
+    def turn(self, turn: Turn, u: "Understanding | None") -> Outcome:
+        return form_turn(turn, u)
+
+
+def start(turn: Turn, u: "Understanding | None", ctx: PlaceContext) -> Outcome:
+    """Open the form; a place named in the request already answers the region question."""
+    content, state = turn.content, turn.state
+    form = forms.new_form(turn.now, turn.form_ttl_seconds)
+    if ctx.region is not None and not ctx.ambiguous:
+        answer = RegionResolver(content).resolve_region(ctx.place)
+        if answer.error is None:
+            form["values"]["region"] = answer.value
+            form["shown"]["region"] = answer.shown
+    form["step"] = forms.next_step(form)
+    state.data[FORM_KEY] = form
+    intro = turn.reply("callback_request", INTENT, u.confidence if u else 1.0, understanding=u,
+                       region=ctx.region, office=ctx.office, place=ctx.place, retention_days=turn.retention_days)
+    return intro.then(_question(turn, form).replies)
+
+
+def form_turn(turn: Turn, u: "Understanding") -> Outcome:
+    """Feed one message to the open form."""
+    content, state, text = turn.content, turn.state, turn.text
+    form = dict(state.data[FORM_KEY])
+    form["values"] = dict(form["values"])
+    form["shown"] = dict(form["shown"])
+    state.data[FORM_KEY] = form
+    lang = state.lang
+    said = " ".join(text.lower().split()).strip(" .!")
+    if said in CANCEL or said == BUTTONS[lang]["cancel"].lower():
+        state.data.pop(FORM_KEY)
+        return turn.reply("form_cancelled", INTENT, 1.0, buttons=("help",))
+    if (said in (BUTTONS["id"]["officer"].lower(), BUTTONS["en"]["officer"].lower()) or u.intent == HANDOFF) \
+            and turn.switch is not None:
+        return turn.switch(turn, HANDOFF, u, turn.home())
+    if _is_question(text, u):
+        # Answer the question, then ask the form's question again.
+        answer = turn.reply(content.intents.get(u.intent).response, u.intent, u.confidence, understanding=u)
+        return answer.then(_question(turn, form).replies)
+    step = form["step"]
+    if step == forms.CONFIRM:
+        if said in YES or said == BUTTONS[lang]["yes"].lower():
+            return _confirmed(turn, form)
+        if said in CHANGE or said == BUTTONS[lang]["change"].lower():
+            form["step"] = forms.CHOOSE_FIELD
+            return _question(turn, form)
+        return _wrong(turn, form, "confirm_unclear")
+    if step == forms.CHOOSE_FIELD:
+        field = _field_from_label(said, lang)
+        if field is None:
+            return _wrong(turn, form, "choose_unclear")
+        form["step"] = field
+        form["editing"] = True
+        return _question(turn, form)
+    answer = forms.STEP_BY_FIELD[step].validate(text, RegionResolver(content))
+    if answer.error is not None:
+        return _wrong(turn, form, answer.error)
+    form["values"][step] = answer.value
+    form["shown"][step] = answer.shown
+    form["wrong"] = 0
+    if step == "region":
+        state.data[HOME_KEY] = {"region": answer.value["region"], "place": answer.value["place"]}
+    form["step"] = forms.next_step(form)
+    return _question(turn, form)
+
+
+def _is_question(text: str, u: "Understanding") -> bool:
+    if u.intent is None or u.intent in FORM_INTENTS or u.only_places or u.by_title:
+        return False
+    words = set(re.findall(r"\w+", text.lower()))
+    return "?" in text or bool(words & QUESTION_WORDS)
+
+
+def _question(turn: Turn, form: dict, error: str | None = None) -> Outcome:
+    content = turn.content
+    lang = turn.state.lang
+    step = form["step"]
+    buttons: list[Button] = []
+    if step == forms.CONFIRM:
+        for key in ("yes", "change", "cancel"):
+            buttons.append(Button(BUTTONS[lang][key], BUTTONS[lang][key]))
+    elif step == forms.CHOOSE_FIELD:
+        buttons = [Button(label, label) for label in LABELS[lang].values()]
+    else:
+        buttons = [Button(c, c) for c in forms.STEP_BY_FIELD[step].choices]
+        if form.get("wrong", 0) >= forms.MAX_WRONG:
+            buttons = [Button(BUTTONS[lang]["officer"], BUTTONS[lang]["officer"])] + buttons
+        buttons.append(Button(BUTTONS[lang]["cancel"], BUTTONS[lang]["cancel"]))
+    office = content.knowledge.office(form["values"]["region"]["office"]) if "region" in form["values"] else None
+    outcome = turn.reply(
+        "form_question", INTENT, 1.0, step=step, error=error, wrong=form.get("wrong", 0),
+        max_wrong=forms.MAX_WRONG, labels=LABELS[lang], shown=form["shown"], fields=forms.FIELDS,
+        office=office, extra_buttons=tuple(buttons),
+    )
+    return outcome
+
+
+def _wrong(turn: Turn, form: dict, error: str) -> Outcome:
+    form["wrong"] = form.get("wrong", 0) + 1
+    return _question(turn, form, error=error)
+
+
+def _field_from_label(said: str, lang: str) -> str | None:
+    for labels in (LABELS[lang], *LABELS.values()):
+        for field, label in labels.items():
+            if said == label.lower() or said == field:
+                return field
+    return None
+
+
+def _confirmed(turn: Turn, form: dict) -> Outcome:
+    content = turn.content
+    turn.state.data.pop(FORM_KEY)
+    values = form["values"]
+    region = values["region"]
+    fields = {name: values[name] for name in forms.FIELDS if name != "region"}
+    fields["place"] = region["place"]
+    outcome = turn.reply("form_done", INTENT, 1.0, ref=REF_PLACEHOLDER, staff_available=turn.has_staff(region["office"]),
+                         office=content.knowledge.office(region["office"]),
+                         region=content.knowledge.regency(region["region"]))
+    effect = Effect("create_request", office=region["office"], context={"region": region["region"], "fields": fields})
+    return replace(outcome, effects=(effect,))

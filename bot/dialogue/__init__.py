@@ -1,1 +1,0 @@
-"""Multi-turn dialogue: forms and handoff."""

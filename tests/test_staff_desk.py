@@ -1,0 +1,155 @@
+"""The staff desk on the web (/staff), as staff use it: chromium on the real server, accounts made
+with the `mia staff` command, citizens in the web chat beside it.
+
+Screenshots of the desk land in var/test-artifacts/ (and docs/ takes its pictures from there).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from bot.app import MiaApp
+from bot.runtime.config import Settings
+from tests.conftest import ROOT, mia_command
+from tests.test_web_e2e import CHROMIUM, ask, browser, fill_visit_form, shot, tap  # noqa: F401 - the browser fixture
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("MIA_REQUIRE_BROWSER"),
+                                reason="chromium is not installed (.ci/run installs it)")
+
+
+def staff_add(db_path, name: str, office: str) -> str:
+    """`mia staff add` as an administrator runs it; returns the token of the sign-in link it printed."""
+    out = subprocess.run(mia_command() + ["staff", "add", name, "--office", office], capture_output=True,
+                         text=True, cwd=ROOT, env=dict(os.environ, MIA_DB_PATH=str(db_path)), timeout=120)
+    assert out.returncode == 0, out.stderr
+    return re.search(r"/staff/masuk\?t=(\S+)", out.stdout).group(1)
+
+
+@pytest.fixture
+async def desk_app(db_path):
+    tokens = {"palembang": staff_add(db_path, "Rina Palembang", "palembang"),
+              "muaraenim": staff_add(db_path, "Dedi Muaraenim", "muaraenim")}
+    app = MiaApp(Settings(_env_file=None, mia_db_path=db_path, mia_web_port=0, mia_outbox_poll_seconds=0.1))
+    await app.start()
+    app.tokens = tokens
+    yield app
+    await app.stop()
+
+
+async def sign_in(browser, app, office: str):
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{app.web_url}/staff/masuk?t={app.tokens[office]}")
+    await page.locator("#stats").wait_for()
+    return page
+
+
+async def wait_text(page, text: str, timeout: float = 2000) -> None:
+    await page.locator("#threads").get_by_text(text).first.wait_for(timeout=timeout)
+
+
+async def test_a_request_and_a_handoff_reach_the_right_desk_and_back(desk_app, browser):
+    app = desk_app
+    citizen = await (await browser.new_context()).new_page()
+    await citizen.goto(app.web_url)
+    await citizen.wait_for_selector(".msg.bot")
+    muaraenim = await sign_in(browser, app, "muaraenim")
+    palembang = await sign_in(browser, app, "palembang")
+    assert "Dedi Muaraenim" in await muaraenim.locator("#who").inner_text()
+
+    # A Lapor Rakit request from Gelumbang (Muara Enim): on Muaraenim's desk within 2 s.
+    await fill_visit_form(citizen)
+    done = await tap(citizen, "Ya, kirim")
+    assert "petugas" in done.lower()
+    ref = re.search(r"RKT-\d{4}-\d{6}", done).group(0)
+    started = time.monotonic()
+    await wait_text(muaraenim, ref)
+    assert time.monotonic() - started < 2.0
+    thread = muaraenim.locator(".thread", has_text=ref)
+    assert "Siti Aminah" in await thread.inner_text()
+    assert await muaraenim.locator("#waiting").inner_text() == "1"
+
+    # Claimed and closed on the desk: the citizen reads both.
+    await thread.get_by_role("button", name="Ambil").click()
+    await citizen.locator(".log").get_by_text("Dedi Muaraenim").first.wait_for(timeout=5000)
+    await muaraenim.locator(".thread", has_text=ref).locator(".badge.claimed").wait_for()
+    await muaraenim.locator(".thread", has_text=ref).get_by_role("button", name="Selesai").click()
+    await muaraenim.locator(".thread", has_text=ref).locator(".badge.done").wait_for()
+    await citizen.locator(".msg.bot").filter(has_text=re.compile("selesai", re.I)).last.wait_for(timeout=5000)
+
+    # A handoff: the citizen's words on the desk, the officer's reply in the citizen's chat.
+    await ask(citizen, "saya mau bicara dengan petugas")
+    await citizen.fill("#text", "bu, paspor ibu saya bisa diambil keluarga?")
+    await citizen.press("#text", "Enter")
+    await wait_text(muaraenim, "bisa diambil keluarga")
+    conversation = muaraenim.locator(".thread", has_text="bisa diambil keluarga")
+    await conversation.locator("textarea").fill("Bisa, Bu, dengan surat kuasa dan KTP asli.")
+    await conversation.get_by_role("button", name="Kirim balasan").click()
+    await citizen.locator(".log").get_by_text("dengan surat kuasa").first.wait_for(timeout=5000)
+    await wait_text(muaraenim, "Dedi Muaraenim: Bisa, Bu")
+    await shot(muaraenim, "desk-1280")
+    await muaraenim.set_viewport_size({"width": 390, "height": 844})
+    await shot(muaraenim, "desk-390")
+    await conversation.get_by_role("button", name="Akhiri percakapan").click()
+    await muaraenim.locator(".thread", has_text="bisa diambil keluarga").locator(".badge.ended").wait_for()
+
+    # Palembang's desk never saw any of it, and cannot act on it.
+    assert ref not in await palembang.locator("main").inner_text()
+    assert "Siti Aminah" not in await palembang.locator("main").inner_text()
+    result = await palembang.evaluate(
+        """async (ref) => { const csrf = (await (await fetch('/staff/api/queue')).json()).csrf;
+            const r = await fetch('/staff/api/act', {method: 'POST', headers: {'Content-Type': 'application/json',
+              'X-CSRF-Token': csrf}, body: JSON.stringify({action: 'done', ref: ref})});
+            return [r.status, await r.text()]; }""", ref)
+    assert result[0] == 409 and "tidak ditemukan" in result[1]
+
+
+async def test_without_a_valid_session_the_desk_shows_nothing_personal(desk_app, browser):
+    app = desk_app
+    async with httpx.AsyncClient(base_url=app.web_url) as client:
+        # A request exists for Palembang (its data must not leak).
+        async with app.store.unit() as unit:
+            await unit.create_request("web", "c1", "palembang", "16.71", {"applicant_name": "Ahmad Rahasia"})
+        for cookies in ({}, {"mia_staff": "forged-session-key-0123456789abcdef"}):
+            queue = await client.get("/staff/api/queue", cookies=cookies)
+            assert queue.status_code == 401 and "Ahmad" not in queue.text
+            page = await client.get("/staff", cookies=cookies)
+            assert page.status_code == 200 and "Ahmad" not in page.text and "RKT-" not in page.text
+        spent = await client.get(f"/staff/masuk?t={'x' * 32}")
+        assert spent.status_code == 303 and "invalid" in spent.headers["location"] and "set-cookie" not in spent.headers
+
+    page = await sign_in(browser, app, "palembang")
+    again = await (await browser.new_context()).new_page()  # the link was spent by the first sign-in
+    await again.goto(f"{app.web_url}/staff/masuk?t={app.tokens['palembang']}")
+    await again.locator("#signin").wait_for()
+    assert "tidak berlaku" in await again.locator("#notice").inner_text()
+
+    # A cross-site post (another origin, or no CSRF token) is refused even with the session.
+    cookies = await page.context.cookies()
+    key = next(c["value"] for c in cookies if c["name"] == "mia_staff")
+    async with httpx.AsyncClient(base_url=app.web_url, cookies={"mia_staff": key}) as client:
+        csrf = (await client.get("/staff/api/queue")).json()["csrf"]
+        ref = (await app.store.list_requests())[0].ref
+        evil = await client.post("/staff/api/act", json={"action": "claim", "ref": ref},
+                                 headers={"Origin": "https://evil.example", "X-CSRF-Token": csrf})
+        assert evil.status_code == 403
+        no_token = await client.post("/staff/api/act", json={"action": "claim", "ref": ref},
+                                     headers={"Origin": app.web_url})
+        assert no_token.status_code == 403
+        form = await client.post("/staff/api/act", content=f"action=claim&ref={ref}",
+                                 headers={"Origin": app.web_url, "X-CSRF-Token": csrf,
+                                          "Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status_code == 415
+    assert (await app.store.list_requests())[0].status == "open"
+
+    # Signed out: the same cookie opens nothing any more.
+    await page.get_by_role("button", name="Keluar").click()
+    await page.locator("#signin").wait_for()
+    async with httpx.AsyncClient(base_url=app.web_url, cookies={"mia_staff": key}) as client:
+        assert (await client.get("/staff/api/queue")).status_code == 401

@@ -1,0 +1,345 @@
+"""The store contract (bot/store/base.py), run against every back end through the protocol only.
+
+A back end joins by adding a factory to BACKENDS; nothing here knows SQL or a file. SQLite's own
+internals (WAL, migrations, deferred writes) are tested in tests/test_store_sqlite.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bot.core.messages import Button, Reply, reply_of, to_payload
+from bot.store.base import ConversationState
+from bot.store.sqlite import SQLiteStore
+
+
+async def sqlite_store(tmp_path):
+    return SQLiteStore(tmp_path / "contract.db")
+
+
+BACKENDS = {"sqlite": sqlite_store}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def store(request, tmp_path):
+    s = await BACKENDS[request.param](tmp_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def note(text: str, **extra) -> dict:
+    return to_payload(Reply(text), **extra)
+
+
+# -- messages and conversations -----------------------------------------------------------
+
+
+async def test_a_message_is_claimed_once_per_channel(store):
+    async with store.unit() as u:
+        assert await u.claim_message("telegram", "1")
+        assert not await u.claim_message("telegram", "1")
+        assert await u.claim_message("whatsapp", "1")
+        assert (await u.claim_and_load("web", "m1", "a")) == ConversationState()
+        assert (await u.claim_and_load("web", "m1", "a")) is None
+
+
+async def test_state_and_turns_round_trip_and_a_failed_unit_leaves_nothing(store):
+    async with store.unit() as u:
+        await u.save_state("web", "a", ConversationState(lang="en", pending="office_for_region", data={"k": [1]}))
+        await u.log_turn("web", "a", "halo", "greeting", 1.0, None, None, "Halo!")
+        assert (await u.load_state("web", "a")).lang == "en"  # the unit reads its own writes
+        assert [t["text"] for t in await u.recent_turns("web", "a")] == ["halo"]
+    with pytest.raises(RuntimeError):
+        async with store.unit() as u:
+            await u.claim_message("web", "m9")
+            await u.save_state("web", "a", ConversationState(lang="id"))
+            await u.log_turn("web", "a", "lagi", None, 0.0, None, None, "?")
+            raise RuntimeError("crash before the commit")
+    async with store.unit() as u:
+        assert await u.load_state("web", "a") == ConversationState("en", "office_for_region", {"k": [1]})
+        assert await u.claim_message("web", "m9")  # the claim went with the rest
+    turns = await store.recent_turns("web", "a", limit=5)
+    assert [(t["text"], t["intent"], t["reply"]) for t in turns] == [("halo", "greeting", "Halo!")]
+
+
+async def test_recent_turns_are_the_last_ones_oldest_first(store):
+    async with store.unit() as u:
+        for i in range(4):
+            await u.log_turn("telegram", "7", f"q{i}", None, 0.0, None, None, f"r{i}")
+    assert [t["text"] for t in await store.recent_turns("telegram", "7", limit=2)] == ["q2", "q3"]
+    assert await store.recent_turns("telegram", "8") == []
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+async def test_requests_get_references_statuses_and_lists(store):
+    fields = {"applicant_name": "Ibu Sari", "phone": "081234567890"}
+    async with store.unit() as u:
+        first = await u.create_request("telegram", "7", "palembang", "16.71", fields)
+        second = await u.create_request("telegram", "7", "muaraenim", "16.03", {})
+    assert first.ref.startswith(f"RKT-{time.gmtime().tm_year}-") and first.ref != second.ref
+    assert first.status == "open" and first.fields == fields
+    async with store.unit() as u:
+        assert (await u.get_request(first.ref.lower())).ref == first.ref  # any case
+        assert (await u.latest_request("telegram", "7")).ref == second.ref
+        assert await u.latest_request("telegram", "8") is None
+        await u.set_request_status(first.ref, "claimed", "Budi (1)")
+    async with store.unit() as u:
+        claimed = await u.get_request(first.ref)
+    assert claimed.status == "claimed" and claimed.claimed_by == "Budi (1)" and claimed.claimed_at
+    assert [r.ref for r in await store.list_requests()] == [first.ref, second.ref]
+    assert [r.ref for r in await store.list_requests(office="muaraenim")] == [second.ref]
+    assert [r.ref for r in await store.list_requests(status="claimed")] == [first.ref]
+
+
+# -- outbox -------------------------------------------------------------------------------
+
+
+async def test_outbox_rows_leave_in_order_per_chat_and_once(store):
+    async with store.unit() as u:
+        await u.enqueue("telegram", "-100", note("n1"))
+        await u.enqueue("telegram", "-100", note("n2"))
+        await u.enqueue("web", "s1", note("w1"))
+    now = time.time() + 1
+    due = await store.due_outbox(now)
+    assert [(i.channel, i.payload["text"]) for i in due] == [("telegram", "n1"), ("telegram", "n2"), ("web", "w1")]
+    assert [i.payload["text"] for i in await store.due_outbox(now, channels=["web"])] == ["w1"]
+    assert [i.payload["text"] for i in await store.due_outbox(now, skip=[("telegram", "-100")])] == ["w1"]
+    first = due[0]
+    await store.outbox_failed(first, "502", retry_at=now + 30)  # n1 waits: n2 waits behind it
+    assert [i.payload["text"] for i in await store.due_outbox(now)] == ["w1"]
+    assert await store.next_outbox_due(now) == pytest.approx(now + 30)
+    for item in await store.due_outbox(now + 31):
+        await store.outbox_sent(item, "m")
+    assert await store.due_outbox(now + 60) == []
+    assert await store.next_outbox_due(now + 60) is None
+
+
+async def test_a_failed_row_given_up_holds_nothing_back(store):
+    async with store.unit() as u:
+        await u.enqueue("whatsapp", "62812", note("a"))
+        await u.enqueue("whatsapp", "62812", note("b"))
+    now = time.time() + 1
+    first = (await store.due_outbox(now))[0]
+    await store.outbox_failed(first, "403 blocked", retry_at=None)
+    assert [i.payload["text"] for i in await store.due_outbox(now)] == ["b"]
+
+
+async def test_leased_rows_wait_for_their_sender_until_released(store):
+    async with store.unit() as u:
+        ids = await u.enqueue_many("telegram", "7", [note("r1"), note("r2")], lease_seconds=30)
+    assert len(ids) == 2 and ids[0] < ids[1]
+    now = time.time()
+    assert await store.due_outbox(now + 1) == []  # the channel sends them itself
+    assert [i.payload["text"] for i in await store.due_outbox(now + 31)] == ["r1", "r2"]  # a crash: the worker does
+    assert await store.release_outbox("telegram", ids[1:]) == 1
+    assert await store.release_outbox("telegram") == 1  # at start-up: every lease of the channel
+    assert [i.payload["text"] for i in await store.due_outbox(now + 1)] == ["r1", "r2"]
+
+
+async def test_typed_replies_survive_the_outbox(store):
+    reply = Reply("<b>Permintaan baru</b>", (Button("Ambil", "RKT-2026-000001", "claim"),
+                                            Button("Selesai", "RKT-2026-000001", "close")), html=True)
+    async with store.unit() as u:
+        await u.enqueue("telegram", "-100", to_payload(reply, bind={"kind": "request", "target": "RKT-2026-000001"}))
+    (item,) = await store.due_outbox(time.time() + 1)
+    assert reply_of(item.payload) == reply
+
+
+async def test_staff_notices_are_found_by_their_message_and_their_target(store):
+    async with store.unit() as u:
+        await u.enqueue("telegram", "-100", note("notice", bind={"kind": "request", "target": "RKT-2026-000001"}))
+        await u.enqueue("telegram", "-100", note("handoff", bind={"kind": "handoff", "target": "web:s1"}))
+    for n, item in enumerate(await store.due_outbox(time.time() + 1)):
+        await store.outbox_sent(item, str(500 + n))
+    async with store.unit() as u:
+        assert await u.find_staff_message("telegram", "-100", "500") == ("request", "RKT-2026-000001")
+        assert await u.find_staff_message("telegram", "-100", "501") == ("handoff", "web:s1")
+        assert await u.find_staff_message("telegram", "-200", "500") is None
+        assert await u.staff_messages_of("request", "RKT-2026-000001") == [("telegram", "-100", "500")]
+        assert await u.staff_messages_of("request", "RKT-2026-000002") == []
+        assert await u.recent_outbox("telegram", "-100", time.time() - 60) == 2
+        assert await u.recent_outbox("telegram", "-100", time.time() + 60) == 0
+
+
+async def test_no_reader_sees_a_unit_before_it_commits(store):
+    """The outbox worker reads outside any unit: a row of a transaction that then rolls back must
+    never reach it (it would be sent, and the rolled-back reply would reach a citizen)."""
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def failing_unit():
+        with pytest.raises(RuntimeError):
+            async with store.unit() as u:
+                await u.enqueue("telegram", "-100", note("never"))
+                await u.load_state("telegram", "-100")  # the enqueue has reached the database
+                entered.set()
+                await release.wait()
+                raise RuntimeError("rolled back")
+
+    task = asyncio.create_task(failing_unit())
+    await entered.wait()
+    read = asyncio.create_task(store.due_outbox(time.time() + 1))
+    await asyncio.sleep(0.2)  # the read runs (or waits) while the unit is open
+    release.set()
+    await task
+    assert await read == []
+    assert await store.due_outbox(time.time() + 1) == []
+
+
+# -- web chat -----------------------------------------------------------------------------
+
+
+async def test_web_transcripts_page_and_measure(store):
+    async with store.unit() as u:
+        ids = [await u.add_web_message("s1", "user" if i % 2 == 0 else "bot", f"pesan {i}",
+                                       [{"title": "Menu", "payload": "menu", "kind": "say"}] if i % 2 else [])
+               for i in range(5)]
+        await u.add_web_message("s2", "user", "lain", [])
+    assert ids == sorted(ids)
+    rows = await store.web_messages("s1", limit=3)
+    assert [r["text"] for r in rows] == ["pesan 0", "pesan 1", "pesan 2"]
+    assert rows[1]["role"] == "bot" and rows[1]["buttons"][0]["payload"] == "menu"
+    assert [r["text"] for r in await store.web_messages("s1", after=rows[-1]["id"])] == ["pesan 3", "pesan 4"]
+    assert await store.web_transcript_bytes("s1") > await store.web_transcript_bytes("s2") > 0
+    assert await store.web_transcript_bytes("nobody") == 0
+
+
+async def test_one_turn_web_visits_expire_and_real_conversations_stay(store):
+    async with store.unit() as u:
+        for chat, turns in (("visit", 1), ("talk", 3)):
+            await u.save_state("web", chat, ConversationState())
+            for i in range(turns):
+                await u.log_turn("web", chat, f"q{i}", None, 0.0, None, None, "r")
+            await u.add_web_message(chat, "user", "q0", [])
+    assert await store.expire_single_turn_web(time.time() + 1) == 1
+    assert await store.web_messages("visit") == [] and await store.recent_turns("web", "visit") == []
+    assert len(await store.recent_turns("web", "talk")) == 3
+
+
+# -- WhatsApp -----------------------------------------------------------------------------
+
+
+async def test_whatsapp_bodies_are_kept_once_until_handled(store):
+    async with store.unit() as u:
+        first = await u.store_whatsapp_update('{"entry": [1]}')
+        replay = await u.store_whatsapp_update('{"entry": [1]}')
+        other = await u.store_whatsapp_update('{"entry": [2]}')
+    assert first is not None and replay is None and other is not None
+    assert await store.pending_whatsapp_updates() == [(first, '{"entry": [1]}'), (other, '{"entry": [2]}')]
+    await store.whatsapp_update_done(first, None)
+    assert [row for row, _ in await store.pending_whatsapp_updates()] == [other]
+
+
+async def test_whatsapp_window_options_and_statuses(store):
+    assert await store.whatsapp_contact("62812") is None
+    now = time.time()
+    assert await store.touch_whatsapp_contact("62812", now) == []
+    await store.set_whatsapp_options("62812", ["Biaya paspor", "Syarat paspor"])
+    assert await store.touch_whatsapp_contact("62812", now + 5) == ["Biaya paspor", "Syarat paspor"]
+    contact = await store.whatsapp_contact("62812")
+    assert contact["last_inbound_at"] == pytest.approx(now + 5)
+    await store.close_whatsapp_window("62812")
+    assert (await store.whatsapp_contact("62812"))["last_inbound_at"] < now - 86400
+    assert await store.record_whatsapp_status("wamid.1", "delivered", "62812", None)
+    assert not await store.record_whatsapp_status("wamid.1", "delivered", "62812", None)  # a replay
+    assert await store.record_whatsapp_status("wamid.1", "read", "62812", None)
+
+
+# -- review log, digest, confirmed examples, meta -------------------------------------------
+
+
+async def test_the_review_log_is_labelled_decided_and_listed(store):
+    async with store.unit() as u:
+        await u.log_unanswered("web", "palembang", "sy mau bikin paspor", "menu",
+                               [("passport_requirements", 41.0), ("svc_eazy_paspor", 30.0)], ref="r1")
+        await u.log_unanswered("telegram", None, "resep rendang", "fallback", [])
+        await u.log_unanswered("web", "muaraenim", "biaya paspor", "not_helpful", [("fees", 80.0)], ref="r2",
+                               answered="fees")
+        await u.label_unanswered("r1", "passport_requirements")
+    rows = await store.review_items()
+    assert [(r["text"], r["kind"]) for r in rows] == [("sy mau bikin paspor", "menu_choice"), ("resep rendang", "fallback"),
+                                                      ("biaya paspor", "not_helpful")]
+    assert rows[0]["chosen"] == "passport_requirements" and rows[2]["answered"] == "fees"  # a tap labels the row
+    assert [r["text"] for r in await store.review_items(office="muaraenim")] == ["biaya paspor"]
+    assert [r["text"] for r in await store.review_items(kinds=("fallback",))] == ["resep rendang"]
+    assert len(await store.unanswered_since(0)) == 3
+    assert await store.decide_review([rows[0]["id"], rows[1]["id"]], "dropped", None, "operator:ani") == 2
+    assert await store.decide_review([rows[0]["id"]], "confirmed", "fees", "operator:ani") == 0  # open rows only
+    assert [r["text"] for r in await store.review_items()] == ["biaya paspor"]
+    assert len(await store.review_items(status=None)) == 3
+
+
+async def test_digest_items_are_decided_once(store):
+    item = await store.add_digest_item("kursi roda utk lansia", 2, ["services_list", "help"], [1, 2])
+    got = await store.digest_item(item)
+    assert got["example"] == "kursi roda utk lansia" and got["count"] == 2 and got["status"] == "open"
+    assert got["candidates"] == ["services_list", "help"] and got["review_ids"] == [1, 2]
+    assert await store.decide_digest_item(item, "added", "Operator Ani")
+    assert not await store.decide_digest_item(item, "ignored", "Operator Budi")
+    assert (await store.digest_item(item))["status"] == "added"
+    assert await store.digest_item(item + 1000) is None
+
+
+async def test_confirmed_examples_and_meta(store):
+    await store.add_confirmed_example("kursi roda utk lansia", "services_list", "operator:ani")
+    assert await store.confirmed_examples() == [{"text": "kursi roda utk lansia", "intent": "services_list"}]
+    assert await store.get_meta("purge_last") is None
+    assert await store.meta_default("web_secret", "a") == "a"
+    assert await store.meta_default("web_secret", "b") == "a"  # the first writer wins
+    await store.set_meta("purge_last", "123")
+    assert await store.get_meta("purge_last") == "123"
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+async def test_purge_removes_what_is_personal_and_keeps_the_request_counts(store):
+    async with store.unit() as u:
+        request = await u.create_request("telegram", "7", "palembang", "16.71", {"phone": "081234567890"})
+        await u.save_state("telegram", "7", ConversationState(data={"form": {"phone": "0812"}}))
+        await u.log_turn("telegram", "7", "nomor saya 081234567890", None, 0.0, None, None, "ok")
+        await u.log_unanswered("telegram", None, "[nomor]", "fallback", [])
+        await u.add_web_message("s1", "user", "halo", [])
+    await store.add_confirmed_example("contoh", "help", "operator")
+    later = time.time() + 1
+    counted = await store.purge(later, dry_run=True)
+    assert counted["requests_anonymized"] == 1 and counted["turns_deleted"] == 1
+    assert await store.recent_turns("telegram", "7")  # a dry run changes nothing
+    counts = await store.purge(later)
+    assert counts == counted
+    async with store.unit() as u:
+        kept = await u.get_request(request.ref)
+        assert await u.load_state("telegram", "7") == ConversationState()
+    assert kept.office == "palembang" and kept.status == "open" and kept.fields == {} and kept.chat_id == ""
+    assert await store.recent_turns("telegram", "7") == []
+    assert await store.review_items(status=None) == [] and await store.web_messages("s1") == []
+    assert await store.confirmed_examples() == []
+
+
+# -- the protocol is the whole contract -----------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol, implementation", [("Store", "SQLiteStore"), ("Unit", "SQLiteUnit")])
+def test_every_public_method_of_a_back_end_is_declared_with_its_meaning(protocol, implementation):
+    """Callers use only what the protocol declares: a method a back end has and the protocol lacks
+    would be one a second back end could miss."""
+    import inspect
+
+    import bot.store.base as base
+    import bot.store.sqlite as sqlite
+
+    declared = getattr(base, protocol)
+    impl = getattr(sqlite, implementation)
+    public = {n for n, f in inspect.getmembers(impl, inspect.isfunction) if not n.startswith("_")}
+    missing = sorted(n for n in public if not (hasattr(declared, n) and inspect.getdoc(getattr(declared, n))))
+    assert not missing, f"{implementation} has methods {protocol} does not declare (with a docstring): {missing}"
+    for name in public & set(dir(declared)):
+        want = list(inspect.signature(getattr(declared, name)).parameters)
+        have = list(inspect.signature(getattr(impl, name)).parameters)
+        assert have == want, f"{implementation}.{name}{have} differs from {protocol}.{name}{want}"
