@@ -9,6 +9,7 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
+from urllib.parse import urlsplit
 
 from bot.channels.base import Channel
 from bot.core.assistant import Assistant
@@ -19,6 +20,8 @@ from bot.core.content import Content, configure_understanding
 from bot.runtime.digest import Digest
 from bot.content.reload import ContentReloader
 from bot.runtime.staff import OutboxWorker, StaffDesk
+from bot.store.base import Store
+from bot.store.open import shown, store_for
 from bot.store.sqlite import SQLiteStore
 from bot.core.tasks import BackgroundTask
 
@@ -30,10 +33,10 @@ DESK_REFRESH_SECONDS = 5.0  # how soon an office's first staff account starts re
 
 @asynccontextmanager
 async def open_assistant(settings: Settings, db_path: str | Path | None = None) -> AsyncIterator[Assistant]:
-    """An assistant over the settings' content and SQLite file (or `db_path`, e.g. ":memory:")."""
+    """An assistant over the settings' content and database (or `db_path`, e.g. ":memory:")."""
     content = load_content(settings)
     log.info("content loaded in %.0f ms", content.load_seconds * 1000)
-    store = SQLiteStore(db_path if db_path is not None else settings.mia_db_path)
+    store = store_for(db_path if db_path is not None else settings.database)
     await store.open()
     try:
         yield Assistant(content, store, staff_chats=settings.staff_chats,
@@ -75,6 +78,7 @@ def start_error(exc: BaseException, settings: Settings) -> str:
     secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.telegram_webhook_secret,
                                               settings.whatsapp_access_token, settings.whatsapp_app_secret,
                                               settings.whatsapp_verify_token) if v]
+    secrets += [p for p in [urlsplit(settings.mia_database_url).password] if p]  # e.g. in a DSN error
     for secret in secrets:
         text = text.replace(secret, "***")
         if ":" in secret:  # a bot token's secret half alone is a secret too
@@ -90,7 +94,7 @@ class MiaApp:
         self.console_chat = console_chat  # `mia chat`: the terminal is the only channel
         self.started: list[Channel] = []  # in the order they started; stopped in reverse
         self._stop = asyncio.Event()
-        self.store: SQLiteStore | None = None
+        self.store: Store | None = None
         self.assistant: Assistant | None = None
         self.desk: StaffDesk | None = None
         self.worker: OutboxWorker | None = None
@@ -125,8 +129,14 @@ class MiaApp:
             raise ValueError("; ".join(s.start_problems()))
         content = load_content(s)
         log.info("content loaded in %.0f ms", content.load_seconds * 1000)
-        self.store = SQLiteStore(s.mia_db_path)
-        await self.store.open()
+        self.store = store_for(s.database)
+        try:
+            await self.store.open()
+        except Exception as exc:  # noqa: BLE001 - a server that refuses names the setting to check
+            if not s.mia_database_url:
+                raise
+            raise ConnectionError(f"the PostgreSQL database {shown(s.database)} (MIA_DATABASE_URL): "
+                                  f"{exc.__class__.__name__}: {exc}") from exc
         unknown = sorted(set(s.staff_chats) - {o.id for o in content.knowledge.offices})
         if unknown:
             raise ValueError(f"MIA_STAFF_TELEGRAM_CHATS names unknown office(s): {', '.join(unknown)}")
@@ -169,7 +179,7 @@ class MiaApp:
         self.digest.start()
         self._maintenance = BackgroundTask("retention", self._daily_purge)
         self._maintenance.start()
-        log.info("MIA running: channels %s, database %s", ", ".join(self.channels), s.mia_db_path)
+        log.info("MIA running: channels %s, database %s", ", ".join(self.channels), shown(s.database))
 
     def _channels(self) -> list[Channel]:
         """The configured channels, built (not started)."""
@@ -214,8 +224,10 @@ class MiaApp:
                                   allowed_origins=tuple(o.strip() for o in s.mia_web_allowed_origins.split(",")
                                                         if o.strip()),
                                   trusted_proxies=parse_networks(s.mia_web_trusted_proxies),
+                                  # The guard measures the SQLite file; a PostgreSQL server is watched by its own.
                                   guard=StoreGuard(s.mia_db_path, int(s.mia_store_max_mb * 1e6),
-                                                   notify=self.notify_operators))
+                                                   notify=self.notify_operators)
+                                  if isinstance(self.store, SQLiteStore) else None)
             built.append(self.web)
             from bot.channels.desk import DeskChannel
 

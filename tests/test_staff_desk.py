@@ -6,6 +6,7 @@ Screenshots of the desk land in var/test-artifacts/ (and docs/ takes its picture
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -153,3 +154,123 @@ async def test_without_a_valid_session_the_desk_shows_nothing_personal(desk_app,
     await page.locator("#signin").wait_for()
     async with httpx.AsyncClient(base_url=app.web_url, cookies={"mia_staff": key}) as client:
         assert (await client.get("/staff/api/queue")).status_code == 401
+
+
+# -- citizens on Telegram and WhatsApp, answered from the desk (the page's own API calls) ----------
+
+
+class Desk:
+    """The desk page's requests, as its script makes them, for one signed-in staff member."""
+
+    def __init__(self, app, token: str):
+        self.http = httpx.AsyncClient(base_url=app.web_url, headers={"Origin": app.web_url})
+        self.token = token
+
+    async def __aenter__(self):
+        signed_in = await self.http.get(f"/staff/masuk?t={self.token}")
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/staff"
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.http.aclose()
+
+    async def thread(self, text: str, timeout: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            queue = (await self.http.get("/staff/api/queue")).json()
+            found = [t for t in queue["threads"] if any(text in i["text"] for i in t["items"])]
+            if found:
+                return found[0] | {"csrf": queue["csrf"], "waiting": queue["waiting"]}
+            assert time.monotonic() < deadline, f"{text!r} never reached the desk: {queue}"
+            await asyncio.sleep(0.1)
+
+    async def act(self, csrf: str, **body) -> httpx.Response:
+        return await self.http.post("/staff/api/act", json=body, headers={"X-CSRF-Token": csrf})
+
+
+async def until(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (found := await check()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def test_a_telegram_citizen_is_answered_from_the_desk(db_path):
+    from tests.fakes.botapi import BotApiServer
+    from tests.test_telegram_e2e import CITIZEN, World
+
+    token = staff_add(db_path, "Dedi Muaraenim", "muaraenim")
+    botapi = BotApiServer().start()
+    app = MiaApp(Settings(_env_file=None, telegram_bot_token="123456:TEST-TOKEN", telegram_api_base_url=f"{botapi.url}/bot",
+                          mia_db_path=db_path, mia_web_port=0, mia_outbox_poll_seconds=0.1,
+                          telegram_poll_timeout_seconds=1))
+    await app.start()
+    world = World(botapi)
+    try:
+        await world.send(CITIZEN, "saya mau bicara dengan petugas")
+        await until(lambda: _has(world, CITIZEN, "kabupaten"))
+        await world.send(CITIZEN, "saya di baturaja")
+        await until(lambda: _has(world, CITIZEN, "diteruskan ke petugas"))
+        await world.send(CITIZEN, "paspor anak saya rusak kena air, gimana?")
+        async with Desk(app, token) as desk:
+            thread = await desk.thread("kena air")
+            assert thread["channel"] == "telegram" and thread["status"] == "active" and thread["waiting"] == 1
+            answered = await desk.act(thread["csrf"], action="reply", reply_to=thread["reply_to"],
+                                      text="Bawa paspor yang rusak dan KTP ke kantor, Pak.")
+            assert answered.status_code == 200, answered.text
+            await until(lambda: _has(world, CITIZEN, "Bawa paspor yang rusak"))
+            ended = await desk.act(thread["csrf"], action="end", reply_to=thread["reply_to"])
+            assert ended.status_code == 200
+            await until(lambda: _has(world, CITIZEN, "MIA"))
+            assert (await desk.thread("kena air"))["status"] == "ended"
+    finally:
+        await app.stop()
+        botapi.stop()
+
+
+async def _has(world, chat_id: int, text: str) -> bool:
+    return any(text in (m.get("text") or "") for m in await world.bot_messages(chat_id))
+
+
+async def test_a_whatsapp_request_is_claimed_and_closed_from_the_desk(db_path):
+    from tests.fakes.graphapi import GraphApiServer
+    from tests.test_whatsapp import SECRET, VERIFY, button_reply, post, say, shown_text, update
+
+    token = staff_add(db_path, "Rina Palembang", "palembang")
+    graph = GraphApiServer().start()
+    app = MiaApp(Settings(_env_file=None, mia_db_path=db_path, mia_web_port=0, mia_outbox_poll_seconds=0.1,
+                          whatsapp_verify_token=VERIFY, whatsapp_app_secret=SECRET, whatsapp_access_token="EAAG-token",
+                          whatsapp_phone_number_id="1098765", whatsapp_api_base_url=graph.url))
+    await app.start()
+    try:
+        await say(app, graph, "tolong petugas datang ke rumah, bapak saya sakit")
+        for answer in ("Ahmad Yani", "Anak", "081234567890", "Jl. Sudirman 10", "palembang", "stroke"):
+            await say(app, graph, answer)
+        await say(app, graph, "Senin")
+        before = len(graph.sent)
+        await post(app, update(button_reply("Ya, kirim", "Ya, kirim")))
+        await until(lambda: _graph_has(graph, before, "RKT-"))
+        ref = re.search(r"RKT-\d{4}-\d{6}", "".join(shown_text(b) for b in graph.sent[before:])).group(0)
+        async with Desk(app, token) as desk:
+            thread = await desk.thread(ref)
+            assert thread["kind"] == "request" and thread["channel"] == "whatsapp" and thread["status"] == "open"
+            assert any("Ahmad Yani" in i["text"] for i in thread["items"])
+            count = len(graph.sent)
+            assert (await desk.act(thread["csrf"], action="claim", ref=ref)).status_code == 200
+            await until(lambda: _graph_has(graph, count, "Rina Palembang"))
+            count = len(graph.sent)
+            assert (await desk.act(thread["csrf"], action="done", ref=ref)).status_code == 200
+            await until(lambda: _graph_has(graph, count, ref))
+            assert (await desk.thread(ref))["status"] == "done"
+        [request] = await app.store.list_requests()
+        assert request.status == "done" and request.done_by.startswith("Rina Palembang")
+    finally:
+        await app.stop()
+        graph.stop()
+
+
+async def _graph_has(graph, after: int, text: str) -> bool:
+    from tests.test_whatsapp import shown_text
+
+    return any(text in shown_text(b) for b in graph.sent[after:])

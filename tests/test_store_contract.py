@@ -1,13 +1,19 @@
 """The store contract (bot/store/base.py), run against every back end through the protocol only.
 
-A back end joins by adding a factory to BACKENDS; nothing here knows SQL or a file. SQLite's own
-internals (WAL, migrations, deferred writes) are tested in tests/test_store_sqlite.py.
+A back end joins by adding a factory to BACKENDS (which sets up and removes its database); no test
+knows SQL or a file. SQLite's own internals (WAL, migrations, deferred writes) are tested in
+tests/test_store_sqlite.py; PostgreSQL's workers side by side in tests/test_store_postgres.py. The
+PostgreSQL tests skip when no server answers at 127.0.0.1:5432, and fail instead with
+MIA_REQUIRE_POSTGRES set (CI).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -15,20 +21,67 @@ from bot.core.messages import Button, Reply, reply_of, to_payload
 from bot.store.base import ConversationState
 from bot.store.sqlite import SQLiteStore
 
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_DOWN = ("PostgreSQL not reachable at 127.0.0.1:5432: start it with "
+                 "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+                 "to run the PostgreSQL contract tests")
 
+
+@asynccontextmanager
 async def sqlite_store(tmp_path):
-    return SQLiteStore(tmp_path / "contract.db")
+    yield SQLiteStore(tmp_path / "contract.db")
 
 
-BACKENDS = {"sqlite": sqlite_store}
+async def _server():
+    """A connection to the server's `postgres` database; skips (fails with MIA_REQUIRE_POSTGRES) without one."""
+    asyncpg = pytest.importorskip("asyncpg")
+    try:
+        return await asyncpg.connect(POSTGRES_SERVER, timeout=5)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        if os.environ.get("MIA_REQUIRE_POSTGRES"):
+            pytest.fail(f"{POSTGRES_DOWN} ({exc.__class__.__name__}: {exc})")
+        pytest.skip(POSTGRES_DOWN)
+
+
+@asynccontextmanager
+async def postgres_database():
+    """The URL of a fresh database, dropped afterwards (whoever is still connected)."""
+    name = f"mia_test_{secrets.token_hex(6)}"
+    server = await _server()
+    try:
+        await server.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await server.close()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        server = await _server()
+        try:
+            await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await server.close()
+
+
+@asynccontextmanager
+async def postgres_store(tmp_path):
+    from bot.store.postgres import PostgresStore
+
+    async with postgres_database() as url:
+        yield PostgresStore(url)
+
+
+# Each factory yields a store not yet opened; what it created goes when the test is over.
+BACKENDS = {"sqlite": sqlite_store, "postgres": postgres_store}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def store(request, tmp_path):
-    s = await BACKENDS[request.param](tmp_path)
-    await s.open()
-    yield s
-    await s.close()
+    async with BACKENDS[request.param](tmp_path) as s:
+        await s.open()
+        try:
+            yield s
+        finally:
+            await s.close()  # the pool first: then its database can go
 
 
 def note(text: str, **extra) -> dict:
@@ -325,17 +378,20 @@ async def test_purge_removes_what_is_personal_and_keeps_the_request_counts(store
 # -- the protocol is the whole contract -----------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol, implementation", [("Store", "SQLiteStore"), ("Unit", "SQLiteUnit")])
-def test_every_public_method_of_a_back_end_is_declared_with_its_meaning(protocol, implementation):
+@pytest.mark.parametrize("protocol, module, implementation", [
+    ("Store", "sqlite", "SQLiteStore"), ("Unit", "sqlite", "SQLiteUnit"),
+    ("Store", "postgres", "PostgresStore"), ("Unit", "postgres", "PostgresUnit"),
+])
+def test_every_public_method_of_a_back_end_is_declared_with_its_meaning(protocol, module, implementation):
     """Callers use only what the protocol declares: a method a back end has and the protocol lacks
     would be one a second back end could miss."""
+    import importlib
     import inspect
 
     import bot.store.base as base
-    import bot.store.sqlite as sqlite
 
     declared = getattr(base, protocol)
-    impl = getattr(sqlite, implementation)
+    impl = getattr(importlib.import_module(f"bot.store.{module}"), implementation)
     public = {n for n, f in inspect.getmembers(impl, inspect.isfunction) if not n.startswith("_")}
     missing = sorted(n for n in public if not (hasattr(declared, n) and inspect.getdoc(getattr(declared, n))))
     assert not missing, f"{implementation} has methods {protocol} does not declare (with a docstring): {missing}"
@@ -343,3 +399,45 @@ def test_every_public_method_of_a_back_end_is_declared_with_its_meaning(protocol
         want = list(inspect.signature(getattr(declared, name)).parameters)
         have = list(inspect.signature(getattr(impl, name)).parameters)
         assert have == want, f"{implementation}.{name}{have} differs from {protocol}.{name}{want}"
+
+
+# -- the staff desk -------------------------------------------------------------------------
+
+
+async def test_staff_accounts_links_and_sessions(store):
+    now = time.time()
+    assert await store.add_staff("Rina", "palembang", "link-1", now + 60)
+    assert not await store.add_staff("Rina", "muaraenim", "link-2", now + 60)  # the name is taken
+    assert await store.add_staff("Dedi", "muaraenim", "link-3", now - 1)  # a link already expired
+    assert await store.staff_offices() == ["muaraenim", "palembang"]
+    assert await store.redeem_staff_link("link-3", now) is None
+    rina = await store.redeem_staff_link("link-1", now)
+    assert rina["name"] == "Rina" and rina["office"] == "palembang"
+    assert await store.redeem_staff_link("link-1", now) is None  # spent
+    await store.create_staff_session("session-1", rina["id"], "csrf-1", now + 3600)
+    assert await store.staff_session("session-1", now) == {"id": rina["id"], "name": "Rina", "office": "palembang",
+                                                           "csrf": "csrf-1"}
+    assert await store.staff_session("session-1", now + 7200) is None  # expired
+    assert [(r["name"], r["office"]) for r in await store.list_staff()] == [("Dedi", "muaraenim"), ("Rina", "palembang")]
+    assert await store.renew_staff_link("Dedi", "link-4", now + 60) and not await store.renew_staff_link("X", "l", 0)
+    assert (await store.redeem_staff_link("link-4", now))["name"] == "Dedi"
+    await store.end_staff_session("session-1")
+    assert await store.staff_session("session-1", now) is None
+    await store.create_staff_session("session-2", rina["id"], "csrf-2", now + 3600)
+    assert await store.remove_staff("Rina") and not await store.remove_staff("Rina")
+    assert await store.staff_session("session-2", now) is None  # its sessions went with it
+    assert await store.staff_offices() == ["muaraenim"]
+
+
+async def test_desk_notices_are_the_delivered_ones_of_the_office(store):
+    async with store.unit() as u:
+        await u.enqueue("desk", "muaraenim", note("permintaan baru", bind={"kind": "request", "target": "RKT-1"}))
+        await u.enqueue("desk", "muaraenim", note("pesan warga", bind={"kind": "handoff", "target": "web:s1"}))
+        await u.enqueue("desk", "palembang", note("lain kantor", bind={"kind": "handoff", "target": "web:s2"}))
+    assert await store.desk_notices("muaraenim") == []  # not delivered yet
+    for n, item in enumerate(await store.due_outbox(time.time() + 1)):
+        await store.outbox_sent(item, f"d{n}")
+    notices = await store.desk_notices("muaraenim")
+    assert [(n["kind"], n["target"], n["payload"]["text"], n["message_id"]) for n in notices] == [
+        ("request", "RKT-1", "permintaan baru", "d0"), ("handoff", "web:s1", "pesan warga", "d1")]
+    assert [n["payload"]["text"] for n in await store.desk_notices("muaraenim", limit=1)] == ["pesan warga"]

@@ -57,9 +57,9 @@ def _cmd_requests_export(args, settings) -> int:
 
 
 async def _with_store(settings, work):
-    from bot.store.sqlite import SQLiteStore
+    from bot.store.open import store_for
 
-    store = SQLiteStore(settings.mia_db_path)
+    store = store_for(settings.database)
     await store.open()
     try:
         return await work(store)

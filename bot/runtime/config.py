@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     mia_cache_dir: Path = Field(default=PROJECT_ROOT / "var" / "cache",
                                 description="trained models and sentence vectors of the examples")
     mia_db_path: Path = Field(default=PROJECT_ROOT / "var" / "mia.db", description="SQLite database file")
+    mia_database_url: str = Field(default="", description="PostgreSQL, e.g. postgresql://mia:PASSWORD@db:5432/mia "
+                                  "(several workers may share it); empty = the SQLite file MIA_DB_PATH")
     mia_log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     mia_form_ttl_hours: float = Field(default=24.0, gt=0)
     mia_outbox_poll_seconds: float = Field(default=1.0, gt=0)
@@ -132,6 +134,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value.upper()
 
+    @field_validator("mia_database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (or be empty for the SQLite file MIA_DB_PATH)")
+        return value
+
     @field_validator("mia_staff_telegram_chats")
     @classmethod
     def _check_staff_chats(cls, value: str) -> str:
@@ -151,6 +161,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def database(self) -> str | Path:
+        """Where the store lives: MIA_DATABASE_URL when set, else the SQLite file MIA_DB_PATH."""
+        return self.mia_database_url or self.mia_db_path
+
+    @property
     def staff_chats(self) -> dict[str, tuple[str, str]]:
         """Office id -> (channel, chat id) of its staff chat."""
         return parse_staff_chats(self.mia_staff_telegram_chats, "telegram")
@@ -160,7 +175,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PREFIXES = ("MIA_", "TELEGRAM_", "WHATSAPP_")  # every name that looks like one of MIA's settings
 # Names the test suites and benchmarks read (docs/reliability.md), not settings of MIA itself.
 TOOLING = frozenset({"MIA_REQUIRE_BROWSER", "MIA_SHARED_DIR", "MIA_CRASH_POINTS", "MIA_CRASH_SEED",
-                     "MIA_FLOOD_CHATS", "MIA_PEER_DOWN_SECONDS", "MIA_ABUSE_LIMITS_OFF", "MIA_ABUSE_ADDRESSES"})
+                     "MIA_FLOOD_CHATS", "MIA_PEER_DOWN_SECONDS", "MIA_ABUSE_LIMITS_OFF", "MIA_ABUSE_ADDRESSES",
+                     "MIA_REQUIRE_POSTGRES"})
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _SAYS = {  # pydantic's error types, as an operator would want to read them
     "int_parsing": "must be a whole number", "int_from_float": "must be a whole number",
@@ -214,7 +230,9 @@ def _explain(error: dict) -> str:
         says = says.format(**(error.get("ctx") or {}))
     else:
         says = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
-    shown = f" (got {given!r})" if isinstance(given, (str, int, float)) and not name.endswith(("TOKEN", "SECRET")) else ""
+    # Secrets are never echoed; a database URL may hold a password.
+    shown = (f" (got {given!r})" if isinstance(given, (str, int, float))
+             and not name.endswith(("TOKEN", "SECRET", "DATABASE_URL")) else "")
     return f"{name} {says}{shown}"
 
 

@@ -231,6 +231,38 @@ class Store(Protocol):
     async def set_meta(self, key: str, value: str) -> None:
         """Store a value."""
 
+    # -- the staff desk on the web
+    async def add_staff(self, name: str, office: str, link_hash: str, link_expires_at: float) -> bool:
+        """A new staff account with the hash of its one-time sign-in link; False when the name is taken."""
+
+    async def renew_staff_link(self, name: str, link_hash: str, link_expires_at: float) -> bool:
+        """A fresh sign-in link for an account (the old one stops working); False for no such name."""
+
+    async def list_staff(self) -> list[dict]:
+        """Every account ({id, name, office, created_at, session_until}), by office and name."""
+
+    async def remove_staff(self, name: str) -> bool:
+        """Delete an account and its sessions; False for no such name."""
+
+    async def staff_offices(self) -> list[str]:
+        """Offices with at least one staff account (their notices go to the desk too)."""
+
+    async def redeem_staff_link(self, link_hash: str, now: float) -> dict | None:
+        """Spend a sign-in link that has not expired: the account ({id, name, office}), or None."""
+
+    async def create_staff_session(self, session_hash: str, account_id: int, csrf: str, expires_at: float) -> None:
+        """A desk session (its key's hash) for an account, with its CSRF token; expired ones are dropped."""
+
+    async def staff_session(self, session_hash: str, now: float) -> dict | None:
+        """The unexpired session's account ({id, name, office, csrf}), or None."""
+
+    async def end_staff_session(self, session_hash: str) -> None:
+        """Sign out: the session opens nothing any more."""
+
+    async def desk_notices(self, office: str, limit: int = 500) -> list[dict]:
+        """The office's desk notices that were delivered, oldest first (the newest `limit`):
+        {id, message_id, kind, target, payload, at}."""
+
     # -- retention
     async def purge(self, older_than: float, dry_run: bool = False, vacuum: bool = False) -> dict[str, int]:
         """Nothing personal older than `older_than` stays; requests keep only office, region, status and

@@ -1,0 +1,378 @@
+"""The PostgreSQL store (asyncpg pool): the same contract as SQLite's, for several workers on one database."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import asyncpg
+
+from bot.store.base import CallbackRequest, OutboxItem
+from bot.store.postgres_schema import CHAT_LOCK, MIGRATION_LOCK, MIGRATIONS, TRACKING
+from bot.store.postgres_staff import PostgresStaffDeskTables
+from bot.store.postgres_unit import RECENT_TURNS, REQUEST_COLUMNS, PostgresUnit, _changed, _claim, _request, _turns
+
+# Outbox rows of the given channels ($channels NULL: all) and not of the skipped chats ("channel chat_id").
+_OUTBOX_FILTER = ("({c}::text[] IS NULL OR channel = ANY({c}::text[])) "
+                  "AND NOT (channel || ' ' || chat_id = ANY({s}::text[]))")
+EXPIRE_CHUNK = 200  # conversations per transaction: each holds its chat's lock until the commit
+
+
+def _skip(skip) -> list[str]:
+    return [f"{c} {i}" for c, i in skip]
+
+
+class PostgresStore(PostgresStaffDeskTables):
+    """Store on a PostgreSQL database, e.g. postgresql://mia@db.internal:5432/mia.
+
+    A pool of connections serves the process; a unit is one transaction on one connection. Reads
+    outside a unit run on a connection of their own and see committed work only. Several worker
+    processes may share the database: a unit that loads a conversation holds that conversation
+    (an advisory lock) until it ends, and migrations run under a lock at open().
+    """
+
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 10):
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+        self._pool = await asyncpg.create_pool(self.url, min_size=self.min_size, max_size=self.max_size,
+                                               server_settings={"application_name": "mia"})
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the pool (waiting for the units in hand)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _migrate(self) -> None:
+        """Apply pending migrations, one transaction each, under an advisory lock: of several
+        processes starting at once, one applies a migration and the others then find it applied."""
+        async with self._require().acquire() as conn:
+            while True:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1::int8)", MIGRATION_LOCK)
+                    await conn.execute(TRACKING)
+                    version = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+                    if version >= len(MIGRATIONS):
+                        return
+                    await conn.execute(MIGRATIONS[version])
+                    await conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                                       version + 1, time.time())
+
+    def _require(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    def _read(self) -> asyncpg.Pool:
+        """Where a read outside any unit goes: a pooled connection in autocommit (committed work only)."""
+        return self._require()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside one transaction: committed at the end, rolled back on any error."""
+        async with self._require().acquire() as conn:
+            async with conn.transaction():
+                yield conn
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[PostgresUnit]:
+        """One transaction: everything done through the unit commits together or not at all."""
+        async with self._tx() as conn:
+            yield PostgresUnit(conn)
+
+    async def schema_version(self) -> int:
+        """The number of migrations applied."""
+        return await self._read().fetchval("SELECT count(*) FROM schema_migrations")
+
+    async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
+        """The last turns of a conversation, oldest first."""
+        return _turns(await self._read().fetch(RECENT_TURNS, channel, chat_id, limit))
+
+    async def list_requests(self, office: str | None = None, status: str | None = None) -> list[CallbackRequest]:
+        """Callback requests, oldest first, optionally of one office and/or status."""
+        sql, args = _filtered(f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE true", [], office=office,
+                              status=status)
+        return [_request(r) for r in await self._read().fetch(sql + " ORDER BY id", *args)]
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    async def due_outbox(self, now: float, limit: int = 50, channels: list[str] | None = None,
+                         skip: list[tuple[str, str]] = ()) -> list[OutboxItem]:
+        """Pending rows that are due and that no older pending row of their chat holds back (a chat's
+        messages leave in order), oldest first; optionally only of `channels`, not of the chats in `skip`."""
+        rows = await self._read().fetch(
+            "SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM outbox o WHERE status = 'pending' "
+            f"AND next_attempt_at <= $1 AND {_OUTBOX_FILTER.format(c='$3', s='$4')} AND NOT EXISTS (SELECT 1 "
+            "FROM outbox e WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id "
+            "AND e.id < o.id AND e.next_attempt_at > $1) ORDER BY id LIMIT $2",
+            now, limit, None if channels is None else list(channels), _skip(skip))
+        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    async def next_outbox_due(self, now: float, channels: list[str] | None = None,
+                              skip: list[tuple[str, str]] = ()) -> float | None:
+        """When the next chat's oldest pending row falls due after `now` (None: no such row)."""
+        return await self._read().fetchval(
+            "SELECT min(next_attempt_at) FROM outbox o WHERE status = 'pending' AND next_attempt_at > $1 "
+            f"AND {_OUTBOX_FILTER.format(c='$2', s='$3')} AND NOT EXISTS (SELECT 1 FROM outbox e "
+            "WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id)",
+            now, None if channels is None else list(channels), _skip(skip))
+
+    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
+        """Mark a row sent; remember staff notifications so replies and buttons find their target."""
+        bind = item.payload.get("bind")
+        async with self._tx() as conn:
+            await conn.execute("UPDATE outbox SET status = 'sent', sent_at = $1, sent_message_id = $2, "
+                               "attempts = attempts + 1 WHERE id = $3", time.time(), message_id, item.id)
+            if bind and message_id is not None:
+                await conn.execute(
+                    "INSERT INTO staff_messages (channel, chat_id, message_id, kind, target, created_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, chat_id, message_id) DO UPDATE SET "
+                    "kind = excluded.kind, target = excluded.target, created_at = excluded.created_at",
+                    item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"], time.time())
+
+    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
+        """Record a failed attempt: retry at `retry_at`, or give up (status 'failed') when None."""
+        async with self._tx() as conn:
+            if retry_at is None:
+                await conn.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1 "
+                                   "WHERE id = $2", error[:500], item.id)
+            else:
+                await conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 "
+                                   "WHERE id = $3", error[:500], retry_at, item.id)
+
+    async def release_outbox(self, channel: str, ids: list[int] | None = None) -> int:
+        """End leases now: of the given rows, or (ids None, at start-up) of every pending row of the channel."""
+        now = time.time()
+        async with self._tx() as conn:
+            if ids is None:
+                return _changed(await conn.execute(
+                    "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND channel = $2 "
+                    "AND next_attempt_at > $1 AND attempts = 0", now, channel))
+            return _changed(await conn.execute(
+                "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND id = ANY($2::int8[])",
+                now, list(ids)))
+
+    # -- web chat ----------------------------------------------------------------------------
+
+    async def web_messages(self, session_id: str, after: int = 0, limit: int = 500) -> list[dict]:
+        """A web chat's transcript after message id `after`, oldest first."""
+        rows = await self._read().fetch(
+            "SELECT id, role, text, buttons, created_at FROM web_messages WHERE session_id = $1 AND id > $2 "
+            "ORDER BY id LIMIT $3", session_id, after, limit)
+        return [{"id": r[0], "role": r[1], "text": r[2], "buttons": json.loads(r[3]), "at": r[4]} for r in rows]
+
+    async def web_transcript_bytes(self, session_id: str) -> int:
+        """How much a web chat's transcript holds (characters of its texts and buttons)."""
+        return await self._read().fetchval(
+            "SELECT coalesce(sum(length(text) + length(buttons)), 0) FROM web_messages WHERE session_id = $1",
+            session_id)
+
+    async def expire_single_turn_web(self, older_than: float, batch: int = 2000) -> int:
+        """Delete web conversations last touched before `older_than` that never got past one turn, with
+        their turns, transcript and message ids; how many went. A conversation a unit holds is left
+        for the next run; each one is checked again once its lock is held."""
+        chunk = max(1, min(batch, EXPIRE_CHUNK))
+        total = 0
+        while True:
+            async with self._tx() as conn:
+                candidates = [r[0] for r in await conn.fetch(
+                    "SELECT chat_id FROM conversations c WHERE channel = 'web' AND updated_at < $1 AND (SELECT "
+                    "count(*) FROM (SELECT 1 FROM turns t WHERE t.channel = 'web' AND t.chat_id = c.chat_id "
+                    "LIMIT 2) two) <= 1 ORDER BY chat_id LIMIT $2", older_than, chunk)]
+                locked = [r[0] for r in await conn.fetch(
+                    "SELECT chat FROM unnest($1::text[]) AS chat WHERE pg_try_advisory_xact_lock($2::int4, "
+                    "hashtext('web ' || chat))", candidates, CHAT_LOCK)]
+                gone = [r[0] for r in await conn.fetch(
+                    "DELETE FROM conversations c WHERE channel = 'web' AND chat_id = ANY($1::text[]) "
+                    "AND updated_at < $2 AND (SELECT count(*) FROM (SELECT 1 FROM turns t WHERE t.channel = 'web' "
+                    "AND t.chat_id = c.chat_id LIMIT 2) two) <= 1 RETURNING chat_id", locked, older_than)]
+                if gone:
+                    await conn.execute("DELETE FROM turns WHERE channel = 'web' AND chat_id = ANY($1::text[])", gone)
+                    await conn.execute("DELETE FROM web_messages WHERE session_id = ANY($1::text[])", gone)
+                    await conn.execute(
+                        "DELETE FROM processed_messages p USING unnest($1::text[]) AS g(chat) WHERE p.channel = 'web' "
+                        "AND p.message_id >= (g.chat || ':') COLLATE \"C\" "
+                        "AND p.message_id < (g.chat || ';') COLLATE \"C\"", gone)
+            total += len(gone)
+            if len(candidates) < chunk or not gone:
+                return total
+
+    # -- WhatsApp bookkeeping ----------------------------------------------------------------
+
+    async def pending_whatsapp_updates(self) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, oldest first."""
+        rows = await self._read().fetch("SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL ORDER BY id")
+        return [(r[0], r[1]) for r in rows]
+
+    async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:
+        async with self._tx() as conn:
+            await conn.execute("UPDATE whatsapp_inbox SET processed_at = $1, error = $2 WHERE id = $3",
+                               time.time(), error, row_id)
+
+    async def touch_whatsapp_contact(self, chat_id: str, inbound_at: float) -> list[str]:
+        """Record a citizen's message time (opens the 24-hour window); return the numbered options last shown."""
+        async with self._tx() as conn:
+            options = await conn.fetchval(
+                "INSERT INTO whatsapp_contacts (chat_id, last_inbound_at) VALUES ($1, $2) ON CONFLICT (chat_id) "
+                "DO UPDATE SET last_inbound_at = greatest(whatsapp_contacts.last_inbound_at, "
+                "excluded.last_inbound_at) RETURNING options", chat_id, inbound_at)
+        return json.loads(options)
+
+    async def whatsapp_contact(self, chat_id: str) -> dict | None:
+        row = await self._read().fetchrow(
+            "SELECT last_inbound_at, options FROM whatsapp_contacts WHERE chat_id = $1", chat_id)
+        return {"last_inbound_at": row[0], "options": json.loads(row[1])} if row else None
+
+    async def set_whatsapp_options(self, chat_id: str, options: list[str]) -> None:
+        async with self._tx() as conn:
+            await conn.execute("UPDATE whatsapp_contacts SET options = $1 WHERE chat_id = $2",
+                               json.dumps(options, ensure_ascii=False), chat_id)
+
+    async def close_whatsapp_window(self, chat_id: str) -> None:
+        """WhatsApp said the 24-hour window is closed: only templates until the citizen writes again."""
+        async with self._tx() as conn:
+            await conn.execute("UPDATE whatsapp_contacts SET last_inbound_at = 0 WHERE chat_id = $1", chat_id)
+
+    async def record_whatsapp_status(self, message_id: str, status: str, chat_id: str, error_code: int | None) -> bool:
+        """Record a delivery status once; False for a status already recorded (a replay)."""
+        async with self._tx() as conn:
+            if not await _claim(conn, "whatsapp", f"status:{message_id}:{status}"):
+                return False
+            await conn.execute("INSERT INTO whatsapp_statuses (message_id, status, chat_id, error_code, recorded_at) "
+                               "VALUES ($1, $2, $3, $4, $5)", message_id, status, chat_id, error_code, time.time())
+            return True
+
+    # -- review, digest, confirmed examples --------------------------------------------------
+
+    async def unanswered_since(self, since: float, office: str | None = None) -> list[dict]:
+        """Logged questions (not understood, menus, answers a citizen said did not help) since a time, oldest first."""
+        return await self.review_items(since=since, office=office, status=None)
+
+    async def review_items(self, since: float = 0.0, office: str | None = None, status: str | None = "open",
+                           kinds: tuple[str, ...] | None = None) -> list[dict]:
+        """The review log, oldest first: masked text, kind, candidates, answered, chosen, decision."""
+        sql = ("SELECT id, channel, office, text, kind, candidates, created_at, answered, chosen, status, "
+               "decided_intent FROM unanswered WHERE created_at >= $1")
+        sql, args = _filtered(sql, [since], office=office, status=status)
+        if kinds:
+            args.append(list(kinds))
+            sql += f" AND kind = ANY(${len(args)}::text[])"
+        rows = await self._read().fetch(sql + " ORDER BY id", *args)
+        return [{"id": r[0], "channel": r[1], "office": r[2], "text": r[3], "kind": r[4],
+                 "candidates": json.loads(r[5]), "at": r[6], "answered": r[7], "chosen": r[8], "status": r[9],
+                 "decided_intent": r[10]} for r in rows]
+
+    async def decide_review(self, ids: list[int], status: str, intent: str | None, by: str) -> int:
+        """An operator's decision on review rows ("confirmed" with an intent, or "dropped"); open rows only."""
+        if not ids:
+            return 0
+        async with self._tx() as conn:
+            return _changed(await conn.execute(
+                "UPDATE unanswered SET status = $1, decided_intent = $2, decided_by = $3, decided_at = $4 "
+                "WHERE id = ANY($5::int8[]) AND status = 'open'", status, intent, by, time.time(), list(ids)))
+
+    async def add_confirmed_example(self, text: str, intent: str | None, decided_by: str) -> None:
+        """An operator's decision on a logged question: a labelled case for `mia intents test`."""
+        async with self._tx() as conn:
+            await conn.execute("INSERT INTO confirmed_examples (text, intent, decided_by, created_at) "
+                               "VALUES ($1, $2, $3, $4)", text, intent, decided_by, time.time())
+
+    async def confirmed_examples(self) -> list[dict]:
+        rows = await self._read().fetch("SELECT text, intent FROM confirmed_examples ORDER BY id")
+        return [{"text": r[0], "intent": r[1]} for r in rows]
+
+    async def add_digest_item(self, example: str, count: int, candidates: list[str],
+                              review_ids: list[int] = ()) -> int:
+        async with self._tx() as conn:
+            return await conn.fetchval(
+                "INSERT INTO digest_items (example, count, candidates, created_at, review_ids) "
+                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                example, count, json.dumps(candidates), time.time(), json.dumps(list(review_ids)))
+
+    async def digest_item(self, item_id: int) -> dict | None:
+        row = await self._read().fetchrow(
+            "SELECT id, example, count, candidates, status, review_ids FROM digest_items WHERE id = $1", item_id)
+        return {"id": row[0], "example": row[1], "count": row[2], "candidates": json.loads(row[3]),
+                "status": row[4], "review_ids": json.loads(row[5])} if row else None
+
+    async def decide_digest_item(self, item_id: int, status: str, by: str) -> bool:
+        """Mark an item decided; False when it already was (a second press changes nothing)."""
+        async with self._tx() as conn:
+            return _changed(await conn.execute(
+                "UPDATE digest_items SET status = $1, decided_by = $2 WHERE id = $3 AND status = 'open'",
+                status, by, item_id)) == 1
+
+    # -- settings kept with the data ---------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        return await self._read().fetchval("SELECT value FROM meta WHERE key = $1", key)
+
+    async def meta_default(self, key: str, value: str) -> str:
+        """The stored value of `key`, storing `value` first if there is none (the first writer wins)."""
+        async with self._tx() as conn:
+            await conn.execute("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value)
+            return await conn.fetchval("SELECT value FROM meta WHERE key = $1", key)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) "
+                               "DO UPDATE SET value = excluded.value", key, value)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def purge(self, older_than: float, dry_run: bool = False, vacuum: bool = False) -> dict[str, int]:
+        """Retention: nothing personal older than `older_than` stays in any table. Requests closed
+        before it, or made before it and never closed, keep only office, region, status and times;
+        conversations, every log and every table that grows with traffic lose their older rows.
+        Counts per table. With `vacuum` the changed tables are rewritten (VACUUM FULL), so no old
+        row version stays in their files."""
+        anonymize = ("(fields != '{}' OR chat_id != '' OR claimed_by IS NOT NULL OR done_by IS NOT NULL) AND "
+                     "((status = 'done' AND done_at < $1) OR created_at < $1)")
+        deletes = {"conversations": "updated_at", "turns": "created_at", "web_messages": "created_at",
+                   "unanswered": "created_at", "processed_messages": "created_at",
+                   "whatsapp_updates": "received_at", "whatsapp_contacts": "last_inbound_at",
+                   "whatsapp_statuses": "recorded_at", "staff_messages": "created_at", "outbox": "created_at",
+                   "digest_items": "created_at", "confirmed_examples": "created_at"}
+        tables = {"whatsapp_updates": "whatsapp_inbox"}
+        queries = {"requests_anonymized": ("callback_requests", anonymize,
+                                           "UPDATE callback_requests SET fields = '{}', chat_id = '', "
+                                           f"claimed_by = NULL, done_by = NULL WHERE {anonymize}")}
+        for name, column in deletes.items():
+            table = tables.get(name, name)
+            where = f"{column} < $1" + (" AND processed_at IS NOT NULL" if table == "whatsapp_inbox" else "")
+            queries[f"{name}_deleted"] = (table, where, f"DELETE FROM {table} WHERE {where}")
+        counts: dict[str, int] = {}
+        async with self._tx() as conn:
+            for name, (table, where, change) in queries.items():
+                if dry_run:
+                    counts[name] = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {where}", older_than)
+                else:
+                    counts[name] = _changed(await conn.execute(change, older_than))
+        if vacuum and not dry_run:
+            async with self._require().acquire() as conn:
+                await conn.execute("VACUUM (FULL) " + ", ".join(table for table, _, _ in queries.values()))
+        return counts
+
+
+__all__ = ["MIGRATIONS", "PostgresStore", "PostgresUnit"]
+
+
+def _filtered(sql: str, args: list, **equal) -> tuple[str, list]:
+    """`sql` with "AND column = $n" for each given (non-empty) value, and the arguments."""
+    for column, value in equal.items():
+        if value:
+            args.append(value)
+            sql += f" AND {column} = ${len(args)}"
+    return sql, args
