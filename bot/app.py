@@ -233,7 +233,8 @@ class MiaApp:
 
             self.staff_desk_web = DeskChannel(self.store, self.desk, secure_cookie=s.mia_web_secure_cookie,
                                               allowed_origins=tuple(o.strip() for o in
-                                                                    s.mia_web_allowed_origins.split(",") if o.strip()))
+                                                                    s.mia_web_allowed_origins.split(",") if o.strip()),
+                                              content_dir=s.mia_content_dir, reload=self.reloader.reload)
             built.append(self.staff_desk_web)
         return built
 

@@ -18,7 +18,8 @@ import pytest
 from bot.app import MiaApp
 from bot.runtime.config import Settings
 from tests.conftest import ROOT, mia_command
-from tests.test_web_e2e import CHROMIUM, ask, browser, fill_visit_form, shot, tap  # noqa: F401 - the browser fixture
+from tests.test_web_e2e import CHROMIUM, ask, fill_visit_form, shot, tap
+from tests.test_web_e2e import browser  # noqa: F401 - the browser fixture, shared
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("MIA_REQUIRE_BROWSER"),
                                 reason="chromium is not installed (.ci/run installs it)")
@@ -113,15 +114,16 @@ async def test_a_request_and_a_handoff_reach_the_right_desk_and_back(desk_app, b
 
 async def test_without_a_valid_session_the_desk_shows_nothing_personal(desk_app, browser):
     app = desk_app
-    async with httpx.AsyncClient(base_url=app.web_url) as client:
-        # A request exists for Palembang (its data must not leak).
-        async with app.store.unit() as unit:
-            await unit.create_request("web", "c1", "palembang", "16.71", {"applicant_name": "Ahmad Rahasia"})
-        for cookies in ({}, {"mia_staff": "forged-session-key-0123456789abcdef"}):
-            queue = await client.get("/staff/api/queue", cookies=cookies)
+    # A request exists for Palembang (its data must not leak).
+    async with app.store.unit() as unit:
+        await unit.create_request("web", "c1", "palembang", "16.71", {"applicant_name": "Ahmad Rahasia"})
+    for cookies in ({}, {"mia_staff": "forged-session-key-0123456789abcdef"}):
+        async with httpx.AsyncClient(base_url=app.web_url, cookies=cookies) as client:
+            queue = await client.get("/staff/api/queue")
             assert queue.status_code == 401 and "Ahmad" not in queue.text
-            page = await client.get("/staff", cookies=cookies)
+            page = await client.get("/staff")
             assert page.status_code == 200 and "Ahmad" not in page.text and "RKT-" not in page.text
+    async with httpx.AsyncClient(base_url=app.web_url) as client:
         spent = await client.get(f"/staff/masuk?t={'x' * 32}")
         assert spent.status_code == 303 and "invalid" in spent.headers["location"] and "set-cookie" not in spent.headers
 
@@ -274,3 +276,36 @@ async def _graph_has(graph, after: int, text: str) -> bool:
     from tests.test_whatsapp import shown_text
 
     return any(text in shown_text(b) for b in graph.sent[after:])
+
+
+async def test_operators_confirm_what_citizens_asked_with_one_click(db_path, browser, content_copy):
+    token = staff_add(db_path, "Ani Operator", "operators")
+    settings = Settings(_env_file=None, mia_db_path=db_path, mia_web_port=0, mia_outbox_poll_seconds=0.1,
+                        mia_content_dir=content_copy, mia_reload_enabled=False)
+    app = MiaApp(settings)
+    await app.start()
+    try:
+        async with app.store.unit() as unit:  # two citizens chose the same answer in a menu
+            for n in range(2):
+                await unit.log_unanswered("web", "palembang", "kursi roda buat lansia ada ga", "menu",
+                                          [("services_list", 30.0)], ref=f"r{n}")
+                await unit.label_unanswered(f"r{n}", "services_list")
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        await page.goto(f"{app.web_url}/staff/masuk?t={token}")
+        group = page.locator(".thread", has_text="kursi roda buat lansia")
+        await group.wait_for()
+        assert "2 chose in a menu" in await group.inner_text()
+        await shot(page, "desk-review-1280")
+        await group.get_by_role("button", name=re.compile("^Tambah ke")).click()
+        await page.locator("#notice").filter(has_text="Added to services_list").wait_for(timeout=30000)
+        assert "kursi roda buat lansia" in (content_copy / "intents" / "services.yaml").read_text(encoding="utf-8")
+        assert await app.store.review_items() == []  # decided
+        assert (await app.store.confirmed_examples())[0]["intent"] == "services_list"
+        # An office's staff member cannot read the review.
+        async with httpx.AsyncClient(base_url=app.web_url) as http:
+            other = staff_add(db_path, "Rina", "palembang")
+            await http.get(f"/staff/masuk?t={other}")
+            assert (await http.get("/staff/api/review")).status_code == 403
+    finally:
+        await app.stop()

@@ -9,6 +9,7 @@ staff chats. A staff member sees and acts on their own office's work only.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import json
@@ -23,6 +24,8 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from bot.channels.http import BodyTooLarge, read_body
+from bot.content.checks import check_content
+from bot.content.review import confirm, describe, drop, groups_to_review, suggest
 from bot.core.flows.state import HANDOFF_KEY
 from bot.core.messages import reply_of
 from bot.runtime.staff import StaffDesk, StaffEvent
@@ -36,6 +39,8 @@ MAX_REPLY = 3000
 STATIC = Path(__file__).resolve().parent / "web_static"
 _TAGS = re.compile(r"<[^>]+>")
 ACTIONS = {"claim", "done", "reply", "end"}
+OPERATORS = "operators"  # `mia staff add NAME --office operators`: the review queue, no office's citizens
+REVIEW_DAYS = 30
 
 
 def token_hash(token: str) -> str:
@@ -67,8 +72,10 @@ class DeskChannel:
     name = CHANNEL
 
     def __init__(self, store, staff: StaffDesk, secure_cookie: bool = False, allowed_origins: tuple[str, ...] = (),
-                 on_queue=None):
+                 on_queue=None, content_dir: Path | None = None, reload=None):
         self.store = store
+        self.content_dir = content_dir  # operators' review: where intents/ is
+        self.reload = reload  # async callable(reason): a confirmed example goes live at once
         self.staff = staff
         self.sender = DeskSender()
         self.secure_cookie = secure_cookie
@@ -90,6 +97,7 @@ class DeskChannel:
             Route("/staff/api/queue", self.queue),
             Route("/staff/api/act", self.act, methods=["POST"]),
             Route("/staff/api/keluar", self.sign_out, methods=["POST"]),
+            Route("/staff/api/review", self.review, methods=["GET", "POST"]),
         ]
 
     # -- session ----------------------------------------------------------------------------
@@ -114,6 +122,17 @@ class DeskChannel:
         if not secrets.compare_digest(request.headers.get("x-csrf-token", ""), who["csrf"]):
             return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
         return None
+
+    async def _write_body(self, request: Request, who: dict | None) -> dict | Response:
+        """The JSON object a write carries, or the refusal to send (see _refused_write; 400 for bad JSON)."""
+        refused = self._refused_write(request, who)
+        if refused is not None:
+            return refused
+        try:
+            data = json.loads(await read_body(request, MAX_BODY) or b"{}")
+        except (BodyTooLarge, ValueError):
+            data = None
+        return data if isinstance(data, dict) else JSONResponse({"error": "bad request"}, status_code=400)
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -157,6 +176,9 @@ class DeskChannel:
             return JSONResponse({"error": "masuk dulu / sign in first"}, status_code=401,
                                 headers={"Cache-Control": "no-store"})
         office = who["office"]
+        if office == OPERATORS:  # operators see the review, no citizen's conversation
+            return JSONResponse({"office": OPERATORS, "operators": True, "csrf": who["csrf"], "staff": who["name"]},
+                                headers={"Cache-Control": "no-store"})
         threads: dict[tuple[str, str], dict] = {}
         for row in await self.store.desk_notices(office):
             if row["payload"].get("edit"):
@@ -194,14 +216,10 @@ class DeskChannel:
     async def act(self, request: Request) -> Response:
         """claim / done (a request), reply / end (a conversation), as the Telegram staff chat does."""
         who = await self._who(request)
-        refused = self._refused_write(request, who)
-        if refused is not None:
-            return refused
-        try:
-            data = json.loads(await read_body(request, MAX_BODY) or b"{}")
-        except (BodyTooLarge, ValueError):
-            return JSONResponse({"error": "bad request"}, status_code=400)
-        action = data.get("action") if isinstance(data, dict) else None
+        data = await self._write_body(request, who)
+        if isinstance(data, Response):
+            return data
+        action = data.get("action")
         if action not in ACTIONS:
             return JSONResponse({"error": "unknown action"}, status_code=400)
         text = str(data.get("text") or "").strip()[:MAX_REPLY]
@@ -212,6 +230,51 @@ class DeskChannel:
                            text=text)
         result = await self.staff.handle(event)
         return JSONResponse({"ok": result.ok, "message": result.text}, status_code=200 if result.ok else 409)
+
+    # -- the operators' review ---------------------------------------------------------------
+
+    async def review(self, request: Request) -> Response:
+        """Operators: what citizens asked that MIA did not understand, chose in a menu or said did not
+        help, grouped with MIA's suggestion (GET); add a group's example to an intent, or drop it (POST)."""
+        who = await self._who(request)
+        if who is None:
+            return JSONResponse({"error": "masuk dulu / sign in first"}, status_code=401)
+        if who["office"] != OPERATORS:
+            return JSONResponse({"error": "hanya untuk operator MIA / operators only"}, status_code=403)
+        content = self.staff.content
+        if request.method == "GET":
+            groups = await self._groups(content)
+            titles = {it.id: it.title["id"] for it in content.intents.intents}
+            body = {"office": OPERATORS, "office_name": "Operator MIA", "staff": who["name"], "csrf": who["csrf"],
+                    "intents": sorted(titles.items(), key=lambda kv: kv[1]), "groups": []}
+            for g in groups:
+                hint = suggest(g, content)
+                body["groups"].append({"key": g.rows[0]["id"], "example": g.example, "count": g.count,
+                                       "why": describe(g), "suggestion": hint.intent,
+                                       "suggestion_title": titles.get(hint.intent), "texts": g.texts[:5]})
+            return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        data = await self._write_body(request, who)
+        if isinstance(data, Response):
+            return data
+        group = next((g for g in await self._groups(content) if g.rows[0]["id"] == data.get("key")), None)
+        if group is None:
+            return JSONResponse({"ok": False, "message": "Kelompok ini sudah diputuskan."}, status_code=409)
+        by = f"desk:{who['name']}"
+        if data.get("action") == "drop":
+            return JSONResponse({"ok": True, "message": await drop(self.store, group, by)})
+        intent = data.get("intent")
+        if data.get("action") != "add" or intent not in content.intents.ids:
+            return JSONResponse({"error": "unknown action or intent"}, status_code=400)
+        said = await confirm(self.store, self.content_dir, group, intent, by,
+                             lambda root: check_content(root, cross_validate=False))
+        if said.startswith("Added") and self.reload is not None:
+            await self.reload(f"contoh baru dari meja operator untuk {intent}")
+        return JSONResponse({"ok": said.startswith("Added"), "message": said},
+                            status_code=200 if said.startswith("Added") else 409)
+
+    async def _groups(self, content):
+        rows = await self.store.review_items(since=time.time() - REVIEW_DAYS * 86400)
+        return await asyncio.to_thread(groups_to_review, rows, content)
 
     async def _handoff_status(self, target: str) -> str:
         """"active" while staff have the conversation, else "ended"."""

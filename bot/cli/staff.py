@@ -16,10 +16,13 @@ def _link(settings, token: str) -> str:
 def _known_office(settings, office: str) -> bool:
     from bot.core.content import Content
 
+    from bot.channels.desk import OPERATORS
+
     offices = {o.id: o for o in Content.load(settings.mia_content_dir).knowledge.offices}
-    if office in offices:
+    if office in offices or office == OPERATORS:
         return True
-    print(f"error: unknown office {office!r}; offices: {', '.join(sorted(offices))}", file=sys.stderr)
+    print(f"error: unknown office {office!r}; offices: {', '.join(sorted(offices))} (or {OPERATORS}: the review "
+          "queue of MIA's operators)", file=sys.stderr)
     return False
 
 
@@ -85,7 +88,8 @@ def add_parser(sub) -> None:
     ssub = staff.add_subparsers(dest="staff_command")
     add = ssub.add_parser("add", help="create an account and print its one-time sign-in link")
     add.add_argument("name")
-    add.add_argument("--office", required=True, help="office id, e.g. palembang or muaraenim")
+    add.add_argument("--office", required=True, help="office id, e.g. palembang or muaraenim; 'operators' for "
+                                                     "MIA's operators (the review queue)")
     add.set_defaults(func=_cmd_staff_add)
     link = ssub.add_parser("link", help="a new one-time sign-in link for an account")
     link.add_argument("name")

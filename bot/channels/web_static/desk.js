@@ -9,6 +9,7 @@
   var csrf = "";
   var drafts = {};  // thread key -> reply being typed (kept across refreshes)
   var focused = null;
+  var lastReview = 0;  // the review is grouped by meaning on the server: read every 15 s, not every 2
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -109,8 +110,72 @@
     return li;
   }
 
+  function reviewAct(body) {
+    return fetch("/staff/api/review", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body)
+    }).then(function (r) { return r.json(); }).then(function (data) { say(data.message || data.error || ""); })
+      .catch(function () { say("Gagal terhubung ke MIA. Coba lagi."); })
+      .then(function () { lastReview = 0; refresh(); });
+  }
+
+  // Operators: the groups of what citizens asked that MIA did not understand, chose in a menu or
+  // said did not help; one click adds the example to MIA's suggestion (or another intent), or drops it.
+  function showReview(data) {
+    document.getElementById("who").textContent = data.staff + " · Operator MIA";
+    document.getElementById("waiting").textContent = String(data.groups.length);
+    document.getElementById("oldest").textContent = "-";
+    if (focused) { return; }
+    list.textContent = "";
+    if (!data.groups.length) {
+      list.appendChild(el("li", "empty", "Tidak ada pertanyaan warga yang perlu ditinjau (30 hari terakhir)."));
+    }
+    data.groups.forEach(function (g) {
+      var li = el("li", "thread");
+      var h = el("h2");
+      h.appendChild(el("span", "", "“" + g.example + "”"));
+      h.appendChild(el("span", "badge", g.count + "x"));
+      li.appendChild(h);
+      li.appendChild(el("p", "", g.why));
+      var items = el("ol", "items");
+      g.texts.forEach(function (text) { items.appendChild(el("li", "", text)); });
+      li.appendChild(items);
+      var actions = el("div", "actions");
+      if (g.suggestion) {
+        actions.appendChild(button("Tambah ke " + g.suggestion_title, "", function () {
+          reviewAct({ action: "add", key: g.key, intent: g.suggestion });
+        }));
+      }
+      var pick = el("select");
+      pick.setAttribute("aria-label", "Intent lain");
+      pick.appendChild(el("option", "", "Intent lain…"));
+      data.intents.forEach(function (pair) {
+        var o = el("option", "", pair[1]);
+        o.value = pair[0];
+        pick.appendChild(o);
+      });
+      pick.addEventListener("focus", function () { focused = "review"; });
+      pick.addEventListener("blur", function () { focused = null; });
+      pick.addEventListener("change", function () {
+        if (pick.value) { reviewAct({ action: "add", key: g.key, intent: pick.value }); }
+      });
+      actions.appendChild(pick);
+      actions.appendChild(button("Abaikan", "secondary", function () { reviewAct({ action: "drop", key: g.key }); }));
+      li.appendChild(actions);
+      list.appendChild(li);
+    });
+  }
+
   function show(data) {
     csrf = data.csrf;
+    if (data.operators) {
+      document.getElementById("signin").hidden = true;
+      document.getElementById("stats").hidden = false;
+      if (Date.now() - lastReview < 15000) { return; }
+      lastReview = Date.now();
+      return fetch("/staff/api/review", { credentials: "same-origin", cache: "no-store" })
+        .then(function (r) { return r.json(); }).then(showReview);
+    }
     document.getElementById("signin").hidden = true;
     document.getElementById("stats").hidden = false;
     document.getElementById("who").textContent = data.staff + " · " + data.office_name;
