@@ -58,10 +58,6 @@ class Assistant:
         """Routes, or a plain {office: (channel, chat id)} mapping (tests, `mia ask`)."""
         self._staff_chats = value if isinstance(value, StaffRoutes) else StaffRoutes(value)
 
-    def has_staff_chat(self, office_id: str) -> bool:
-        """True when the office's staff read notices somewhere (a Telegram group or the web desk)."""
-        return office_id in self.staff_chats
-
     async def handle(self, msg: Incoming) -> list[Reply]:
         """Answer one incoming message; a re-delivered message id gets no second answer."""
         outcome = await self.handle_outcome(msg)
