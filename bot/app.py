@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import signal
 import time
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 CHANNEL_START_SECONDS = 8.0  # a channel that cannot start in this time (a Bot API that never answers) fails the start
 STOP_SECONDS = 10.0
 DESK_REFRESH_SECONDS = 5.0  # how soon an office's first staff account starts receiving notices
+NOTICE_SECONDS = 120.0  # one operators' notice of a kind per this long, among all workers
+RETENTION_LEASE_SECONDS = 1800.0  # the worker running the daily purge holds it this long against the others
 
 
 @asynccontextmanager
@@ -129,7 +132,7 @@ class MiaApp:
             raise ValueError("; ".join(s.start_problems()))
         content = load_content(s)
         log.info("content loaded in %.0f ms", content.load_seconds * 1000)
-        self.store = store_for(s.database)
+        self.store = store_for(s.database, worker=s.mia_worker_id)
         try:
             await self.store.open()
         except Exception as exc:  # noqa: BLE001 - a server that refuses names the setting to check
@@ -137,6 +140,11 @@ class MiaApp:
                 raise
             raise ConnectionError(f"the PostgreSQL database {shown(s.database)} (MIA_DATABASE_URL): "
                                   f"{exc.__class__.__name__}: {exc}") from exc
+        # What this worker's last run leased and never sent (a crash, a stop mid-send) goes out now;
+        # other workers' leases are theirs until they run out.
+        released = await self.store.release_outbox(None)
+        if released:
+            log.info("outbox: %d messages leased by the last run of worker %s queued again", released, s.mia_worker_id)
         unknown = sorted(set(s.staff_chats) - {o.id for o in content.knowledge.offices})
         if unknown:
             raise ValueError(f"MIA_STAFF_TELEGRAM_CHATS names unknown office(s): {', '.join(unknown)}")
@@ -163,6 +171,7 @@ class MiaApp:
                                       f"{CHANNEL_START_SECONDS:.0f} s (TELEGRAM_API_BASE_URL)") from None
             self.started.append(channel)
         routes = self.whatsapp.routes() if self.whatsapp is not None else []
+        routes += self.telegram.routes() if self.telegram is not None else []
         if self.staff_desk_web is not None:
             routes += self.staff_desk_web.routes()
         if self.web is not None:
@@ -198,7 +207,6 @@ class MiaApp:
                 s.telegram_bot_token.get_secret_value(), s.telegram_api_base_url, self.assistant, self.desk,
                 webhook_url=s.telegram_webhook_url,
                 webhook_secret=s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None,
-                webhook_listen=s.telegram_webhook_listen, webhook_port=s.telegram_webhook_port,
                 poll_timeout=s.telegram_poll_timeout_seconds, on_queue=self.worker.wake,
                 reload=self.reloader.reload, operator_chat=s.mia_operator_telegram_chat, digest=self.digest,
             )
@@ -212,7 +220,8 @@ class MiaApp:
             self.whatsapp = WhatsAppChannel(self.assistant, sender, s.whatsapp_verify_token.get_secret_value(),
                                             s.whatsapp_app_secret.get_secret_value(), on_queue=self.worker.wake)
             built.append(self.whatsapp)
-        if "web" in self.channels or self.whatsapp is not None:  # WhatsApp's webhook is served by the web server
+        webhooks = self.whatsapp is not None or bool(s.telegram_bot_token and s.telegram_webhook_url)
+        if "web" in self.channels or webhooks:  # the webhooks are served by the web server
             from bot.channels.limits import StoreGuard
             from bot.channels.web import WebChannel
             from bot.runtime.config import parse_networks
@@ -239,7 +248,12 @@ class MiaApp:
         return built
 
     async def notify_operators(self, text: str) -> None:
-        """A plain message to the operators' Telegram chat, through the outbox (never lost)."""
+        """A plain message to the operators' Telegram chat, through the outbox (never lost). Workers
+        that see the same thing at once (a refused content edit) send it once between them."""
+        if self.store is not None and self.settings.mia_operator_telegram_chat:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+            if not await self.store.take_lease(f"notice:{digest}", NOTICE_SECONDS):
+                return
         await self.queue_for_operators(to_payload(Reply(text)))
 
     async def queue_for_operators(self, payload: dict) -> None:
@@ -266,7 +280,8 @@ class MiaApp:
             try:
                 last = await self.store.get_meta("purge_last")
                 now = time.time()
-                if last is None or now - float(last) > 86400:
+                if (last is None or now - float(last) > 86400) and await self.store.take_lease(
+                        "retention-purge", RETENTION_LEASE_SECONDS):
                     counts = await self.store.purge(now - self.settings.mia_retention_days * 86400)
                     await self.store.set_meta("purge_last", str(now))
                     log.info("retention purge: %s", counts)

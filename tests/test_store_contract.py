@@ -74,6 +74,20 @@ async def postgres_store(tmp_path):
 BACKENDS = {"sqlite": sqlite_store, "postgres": postgres_store}
 
 
+def _sqlite_sibling(store, worker: str):
+    return SQLiteStore(store.path, worker=worker)
+
+
+def _postgres_sibling(store, worker: str):
+    from bot.store.postgres import PostgresStore
+
+    return PostgresStore(store.url, worker=worker)
+
+
+# Another worker on the same database (another process, in production): for what workers share.
+SIBLINGS = {"sqlite": _sqlite_sibling, "postgres": _postgres_sibling}
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 async def store(request, tmp_path):
     async with BACKENDS[request.param](tmp_path) as s:
@@ -82,6 +96,17 @@ async def store(request, tmp_path):
             yield s
         finally:
             await s.close()  # the pool first: then its database can go
+
+
+@pytest.fixture
+async def other_worker(request, store):
+    """A second store on the store's database, holding leases as another worker ("mia-2")."""
+    other = SIBLINGS[request.node.callspec.params["store"]](store, "mia-2")
+    await other.open()
+    try:
+        yield other
+    finally:
+        await other.close()
 
 
 def note(text: str, **extra) -> dict:
@@ -191,8 +216,74 @@ async def test_leased_rows_wait_for_their_sender_until_released(store):
     assert await store.due_outbox(now + 1) == []  # the channel sends them itself
     assert [i.payload["text"] for i in await store.due_outbox(now + 31)] == ["r1", "r2"]  # a crash: the worker does
     assert await store.release_outbox("telegram", ids[1:]) == 1
-    assert await store.release_outbox("telegram") == 1  # at start-up: every lease of the channel
+    assert await store.release_outbox("telegram") == 1  # at start-up: every lease this worker holds
     assert [i.payload["text"] for i in await store.due_outbox(now + 1)] == ["r1", "r2"]
+
+
+async def test_a_leased_row_goes_to_one_worker_and_holds_its_chat(store, other_worker):
+    async with store.unit() as u:
+        await u.enqueue("telegram", "-100", note("n1"))
+        await u.enqueue("telegram", "-100", note("n2"))
+        await u.enqueue("telegram", "7", note("c1"))
+    now = time.time() + 1
+    first = await store.lease_outbox(now, 120, limit=1)
+    assert [i.payload["text"] for i in first] == ["n1"]
+    # The other worker gets neither n1 (leased) nor n2 (its chat's older row is in hand): c1 only.
+    assert [i.payload["text"] for i in await other_worker.lease_outbox(now, 120)] == ["c1"]
+    assert await other_worker.lease_outbox(now, 120) == []
+    assert await other_worker.release_outbox(None) == 1  # its own lease (c1) at its restart, not n1
+    await store.outbox_sent(first[0], "m1")
+    assert [i.payload["text"] for i in await other_worker.lease_outbox(now, 120)] == ["n2", "c1"]
+    # A worker that died: its leases run out and another takes the rows.
+    async with store.unit() as u:
+        await u.enqueue("whatsapp", "62812", note("w1"))
+    assert [i.payload["text"] for i in await store.lease_outbox(now, 30)] == ["w1"]
+    assert await other_worker.lease_outbox(now + 10, 30) == []
+    assert [i.payload["text"] for i in await other_worker.lease_outbox(now + 31, 30)] == ["w1"]
+
+
+async def test_a_reply_waits_behind_an_earlier_one_still_pending(store):
+    async with store.unit() as u:
+        assert not await u.outbox_waiting("telegram", "7")
+        await u.enqueue_many("telegram", "7", [note("r1")], lease_seconds=30)
+    async with store.unit() as u:
+        assert await u.outbox_waiting("telegram", "7")
+        assert not await u.outbox_waiting("telegram", "8")
+    (item,) = await store.due_outbox(time.time() + 31)
+    await store.outbox_sent(item, "1")
+    async with store.unit() as u:
+        assert not await u.outbox_waiting("telegram", "7")
+
+
+async def test_a_named_lease_has_one_holder_until_it_runs_out(store, other_worker):
+    now = time.time()
+    assert await store.take_lease("digest", 60, now=now)
+    assert await store.take_lease("digest", 60, now=now + 30)  # renewed by its holder
+    assert not await other_worker.take_lease("digest", 60, now=now + 60)
+    assert await other_worker.take_lease("purge", 60, now=now)  # another lease is another matter
+    assert await other_worker.take_lease("digest", 60, now=now + 91)  # the holder stopped renewing
+    assert not await store.take_lease("digest", 60, now=now + 100)
+
+
+async def test_a_webhook_update_is_kept_once_and_handled_in_order(store):
+    assert await store.inbox_add("telegram", "101", "7", '{"update_id": 101}')
+    assert not await store.inbox_add("telegram", "101", "7", '{"update_id": 101}')  # Telegram sent it again
+    assert await store.inbox_add("telegram", "102", "8", '{"update_id": 102}')
+    assert await store.inbox_add("telegram", "103", "7", '{"update_id": 103}')
+    pending = await store.inbox_pending("telegram")
+    assert [(chat, body) for _, chat, body in pending] == [
+        ("7", '{"update_id": 101}'), ("8", '{"update_id": 102}'), ("7", '{"update_id": 103}')]
+    assert [body for _, _, body in await store.inbox_pending("telegram", chat_id="7")] == [
+        '{"update_id": 101}', '{"update_id": 103}']
+    assert await store.inbox_pending("telegram", received_before=time.time() - 60) == []
+    await store.inbox_done(pending[0][0])
+    await store.inbox_done(pending[1][0], error="ValueError")
+    assert [body for _, _, body in await store.inbox_pending("telegram")] == ['{"update_id": 103}']
+    assert await store.inbox_pending("whatsapp") == []
+    # Retention: handled updates go with the rest; one not yet handled stays until it is.
+    counts = await store.purge(time.time() + 1)
+    assert counts["webhook_updates_deleted"] == 2
+    assert len(await store.inbox_pending("telegram")) == 1
 
 
 async def test_typed_replies_survive_the_outbox(store):

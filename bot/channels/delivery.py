@@ -29,6 +29,7 @@ class LeasedReplies:
         self.on_queue = on_queue
         self._locks: dict[str, list] = {}  # chat id -> [lock, sends waiting or running]
         self._tasks: set[asyncio.Task] = set()
+        self._behind: set[str] = set()  # chats with replies queued behind ones still being sent
 
     async def release(self) -> None:
         """At start-up: replies a previous run committed but never sent go out now."""
@@ -45,11 +46,21 @@ class LeasedReplies:
             if record is not None:
                 await record(unit, msg, outcome)
             payloads = [to_payload(r) for r in outcome.replies]
-            if payloads:
-                ids = await unit.enqueue_many(self.channel, msg.chat_id, payloads, lease_seconds=REPLY_LEASE_SECONDS)
-                leased.extend(OutboxItem(i, self.channel, msg.chat_id, p, 0, 0.0) for i, p in zip(ids, payloads))
+            if not payloads:
+                return
+            if await unit.outbox_waiting(self.channel, msg.chat_id):
+                # An earlier reply to this chat has not left yet (in a retry, or in another worker's
+                # hands): these queue behind it and the outbox worker sends them in order.
+                await unit.enqueue_many(self.channel, msg.chat_id, payloads)
+                self._behind.add(msg.chat_id)
+                return
+            ids = await unit.enqueue_many(self.channel, msg.chat_id, payloads, lease_seconds=REPLY_LEASE_SECONDS)
+            leased.extend(OutboxItem(i, self.channel, msg.chat_id, p, 0, 0.0) for i, p in zip(ids, payloads))
 
         outcome = await self.assistant.handle_outcome(incoming, record=keep)
+        if incoming.chat_id in self._behind and incoming.chat_id not in self._locks:
+            self._behind.discard(incoming.chat_id)
+            self._wake()  # nothing of this chat is in this process's hands: the worker sends them now
         if leased:
             task = asyncio.create_task(self._send(incoming.chat_id, leased))
             self._tasks.add(task)
@@ -81,6 +92,9 @@ class LeasedReplies:
             entry[1] -= 1
             if entry[1] == 0:
                 self._locks.pop(chat_id, None)
+                if chat_id in self._behind:  # the replies queued behind these can leave now
+                    self._behind.discard(chat_id)
+                    self._wake()
 
     def _wake(self) -> None:
         if self.on_queue is not None:

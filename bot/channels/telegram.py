@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import re
+import time
 import warnings
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from bot.channels.delivery import LeasedReplies
+from bot.channels.http import BodyTooLarge, read_body, same_secret
 from bot.channels.telegram_staff import TelegramStaffConsole
 from bot.core.assistant import Assistant
 from bot.core.messages import CLAIM, CLOSE, DIGEST, FEEDBACK, Button, Incoming, reply_of
-from bot.core.tasks import BackgroundTask
+from bot.core.tasks import BackgroundTask, finish
 from bot.runtime.staff import SendError, StaffDesk
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,11 @@ COMMANDS = [
     BotCommand("status", "Status permintaan, contoh: /status RKT-2026-000123"),
 ]
 _BOLD = re.compile(r"\*([^*\n]+)\*")
+MAX_UPDATE_BYTES = 1024 * 1024  # Telegram's updates are a few KB; anything near this is not one
+SECRET_HEADER = "x-telegram-bot-api-secret-token"
+# Kept updates still unhandled this long after they arrived were left by a worker that stopped or
+# died: any worker handles them (a message id is handled once, whichever worker gets there).
+ORPHAN_SECONDS = 20.0
 
 
 def to_html(text: str) -> str:
@@ -101,15 +112,13 @@ class TelegramChannel:
     name = CHANNEL
 
     def __init__(self, token: str, base_url: str, assistant: Assistant, desk: StaffDesk,
-                 webhook_url: str | None = None, webhook_secret: str | None = None,
-                 webhook_listen: str = "127.0.0.1", webhook_port: int = 8443, poll_timeout: int = 10,
+                 webhook_url: str | None = None, webhook_secret: str | None = None, poll_timeout: int = 10,
                  on_queue=None, reload=None, operator_chat: str | None = None, digest=None):
         self.assistant = assistant
         self.desk = desk
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
-        self.webhook_listen = webhook_listen
-        self.webhook_port = webhook_port
+        self.webhook_path = "/" + webhook_url.split("://", 1)[-1].partition("/")[2].strip("/") if webhook_url else None
         self.on_queue = on_queue
         self.poll_timeout = poll_timeout
         self.operator_chat = str(operator_chat) if operator_chat else None
@@ -131,6 +140,10 @@ class TelegramChannel:
         self._chat_locks: dict[int, list] = {}  # chat id -> [lock, updates waiting or running]
         self.replies = LeasedReplies(assistant, self.sender, CHANNEL, on_queue)
         self._poller = BackgroundTask("telegram-poll", self._poll)
+        self._sweeper = BackgroundTask("telegram-inbox", self._sweep)
+        self._drains: dict[str, list] = {}  # chat id -> [lock of the drain of its kept updates, drains]
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         """Connect, register the commands, and start polling (or the webhook server)."""
@@ -143,10 +156,11 @@ class TelegramChannel:
         await app.start()
         await self.replies.release()  # replies a previous run committed but never sent
         if self.webhook_url:
-            path = self.webhook_url.rstrip("/").rsplit("/", 1)[-1] if "/" in self.webhook_url else "telegram"
-            await app.updater.start_webhook(listen=self.webhook_listen, port=self.webhook_port, url_path=path,
-                                            webhook_url=self.webhook_url, secret_token=self.webhook_secret)
-            log.info("telegram: webhook on %s:%s/%s", self.webhook_listen, self.webhook_port, path)
+            # Updates arrive at routes() on MIA's web server, any worker behind the load balancer.
+            await app.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
+                                      allowed_updates=Update.ALL_TYPES)
+            self._sweeper.start()
+            log.info("telegram: webhook at %s", self.webhook_path)
         else:
             self._poller.start()
             log.info("telegram: polling")
@@ -154,15 +168,85 @@ class TelegramChannel:
     async def stop(self) -> None:
         """Stop receiving; finish the update in hand."""
         app = self.application
+        self._stopping = True  # the update in hand is finished; the rest wait in the inbox
         await self._poller.stop()
+        await self._sweeper.stop()
+        await finish(set(self._tasks))
         await self.replies.wait()
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
         if app.running:
             await app.stop()
         await app.shutdown()
 
-    # -- incoming --------------------------------------------------------------------------
+    # -- incoming: the webhook ----------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        """The webhook's route on MIA's web server (webhook mode only)."""
+        return [Route(self.webhook_path, self.receive, methods=["POST"])] if self.webhook_path else []
+
+    async def receive(self, request: Request) -> Response:
+        """An update from Telegram: the secret checked before the body is read, the update kept
+        in the store, then 200; it is handled after, by this worker or (if it dies) another."""
+        if not same_secret(request.headers.get(SECRET_HEADER, ""), self.webhook_secret or ""):
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        if "json" not in request.headers.get("content-type", ""):
+            return JSONResponse({"error": "body must be JSON"}, status_code=415)
+        try:
+            raw = await read_body(request, MAX_UPDATE_BYTES)
+        except BodyTooLarge:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        try:
+            data = json.loads(raw)
+            update = Update.de_json(data, self.application.bot)
+            if not isinstance(data.get("update_id"), int) or update is None:
+                raise ValueError("no update_id")
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
+            return JSONResponse({"error": "not a Telegram update"}, status_code=400)
+        chat = str(update.effective_chat.id) if update.effective_chat else ""
+        if await self.assistant.store.inbox_add(CHANNEL, str(update.update_id), chat, raw.decode("utf-8")):
+            self._spawn(self._drain(chat))
+        return JSONResponse({"ok": True})
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, chat: str) -> None:
+        """Handle a chat's kept updates in the order they arrived, one drain per chat at a time."""
+        entry = self._drains.setdefault(chat, [asyncio.Lock(), 0])
+        entry[1] += 1  # drains of this chat waiting or running: the lock goes when none is left
+        try:
+            async with entry[0]:
+                for row_id, _chat, body in await self.assistant.store.inbox_pending(CHANNEL, chat_id=chat):
+                    if self._stopping:
+                        return
+                    error = None
+                    try:
+                        await self.application.process_update(Update.de_json(json.loads(body), self.application.bot))
+                    except Exception as exc:  # noqa: BLE001 - one bad update must not block the chat
+                        log.exception("telegram: a kept update failed")
+                        error = repr(exc)[:500]
+                    await self.assistant.store.inbox_done(row_id, error)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._drains.pop(chat, None)
+
+    async def _sweep(self) -> None:
+        """Updates kept but left unhandled (a worker stopped or died after the 200): handled here."""
+        while True:
+            try:
+                chats = {chat for _, chat, _ in await self.assistant.store.inbox_pending(
+                    CHANNEL, received_before=time.time() - ORPHAN_SECONDS)}
+                for chat in chats:
+                    self._spawn(self._drain(chat))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("telegram: reading the kept updates failed")
+            await asyncio.sleep(ORPHAN_SECONDS / 2)
+
+    # -- incoming: polling -----------------------------------------------------------------
 
     async def _poll(self) -> None:
         """Long polling that confirms updates only once they are handled.

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     mia_db_path: Path = Field(default=PROJECT_ROOT / "var" / "mia.db", description="SQLite database file")
     mia_database_url: str = Field(default="", description="PostgreSQL, e.g. postgresql://mia:PASSWORD@db:5432/mia "
                                   "(several workers may share it); empty = the SQLite file MIA_DB_PATH")
+    mia_worker_id: str = Field(default="mia", pattern=r"^[A-Za-z0-9_.@:-]{1,64}$",
+                               description="this worker's name on a shared database, unique per running worker")
     mia_log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     mia_form_ttl_hours: float = Field(default=24.0, gt=0)
     mia_outbox_poll_seconds: float = Field(default=1.0, gt=0)
@@ -80,8 +82,6 @@ class Settings(BaseSettings):
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
-    telegram_webhook_listen: str = "127.0.0.1"
-    telegram_webhook_port: int = 8443
     telegram_poll_timeout_seconds: int = Field(default=10, ge=0, le=50)
 
     whatsapp_verify_token: SecretStr | None = None

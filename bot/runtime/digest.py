@@ -14,6 +14,7 @@ from bot.content.review import describe, groups_to_review, suggest
 from bot.core.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
+LEASE_SECONDS = 600.0  # how long a worker sending the digest holds it against the others
 TOP = 5
 WEEK = 7 * 86400
 STALE_DAYS = 365  # facts whose newest source is older than this are listed for checking
@@ -140,7 +141,9 @@ class Digest:
             try:
                 now = time.time()
                 last = await self.store.get_meta("digest_last_sent")
-                if self.operator_chat and self.due(now, float(last) if last else None):
+                # Several workers on one database: the one holding the lease sends it, once.
+                if (self.operator_chat and self.due(now, float(last) if last else None)
+                        and await self.store.take_lease("weekly-digest", LEASE_SECONDS)):
                     await self.send(now)
                     await self.store.set_meta("digest_last_sent", str(now))
             except asyncio.CancelledError:

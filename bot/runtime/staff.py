@@ -164,13 +164,17 @@ class Sender(Protocol):
 class OutboxWorker:
     """Sends queued messages, in order per chat, retrying with backoff until they arrive.
 
-    It reads only rows that are due, then sleeps until the next row falls due, something is
+    It leases only rows that are due, then sleeps until the next row falls due, something is
     queued (`wake`) or a chat's send ends, and at most `poll_seconds` (rows queued by another
     process, or behind a reply the channel itself is sending): a chat waiting for a retry costs
     nothing meanwhile.
     """
 
     BATCH = 200  # rows read per pass
+    # Rows read are leased to this worker this long: another worker on the same database leaves
+    # them (and the younger rows of their chats) alone meanwhile, and takes them over when a
+    # worker that died leaves its lease to run out. Longer than any send waits for its answer.
+    LEASE_SECONDS = 120.0
 
     def __init__(self, store, senders: dict[str, Sender], poll_seconds: float = 1.0, max_backoff: float = 300.0,
                  max_attempts: int = 1000):
@@ -244,13 +248,15 @@ class OutboxWorker:
     async def _due_by_chat(self, now: float, channels: list[str] | None = None,
                            skip=()) -> dict[tuple[str, str], list[OutboxItem]]:
         groups: dict[tuple[str, str], list[OutboxItem]] = {}
-        for item in await self.store.due_outbox(now, limit=self.BATCH, channels=channels, skip=sorted(skip)):
+        for item in await self.store.lease_outbox(now, self.LEASE_SECONDS, limit=self.BATCH, channels=channels,
+                                                  skip=sorted(skip)):
             groups.setdefault((item.channel, item.chat_id), []).append(item)
         return groups
 
     async def _send_chat(self, items: list[OutboxItem], now: float) -> int:
         """A chat's messages in order; the first that waits or fails holds the later ones."""
         sent = 0
+        done = 0  # rows sent or recorded as failed; the ones after them are leased but not tried
         try:
             for item in items:
                 if item.next_attempt_at > now:
@@ -262,18 +268,27 @@ class OutboxWorker:
                     message_id = await sender.send(item.chat_id, item.payload)
                 except SendError as exc:
                     await self._failed(item, exc, now)
+                    done += 1
                     break
                 except Exception as exc:  # noqa: BLE001 - unknown errors are retried like network errors
                     await self._failed(item, SendError(repr(exc)), now)
+                    done += 1
                     break
                 await self.store.outbox_sent(item, message_id)
                 sent += 1
+                done += 1
+            if done < len(items):  # the rest wait behind the failed one, not behind a lease
+                await self.store.release_outbox(None, [i.id for i in items[done:]])
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a later pass tries again
             log.exception("outbox: sending to %s:%s failed", items[0].channel, items[0].chat_id)
             # Its rows may still be due: rest the chat a while rather than retrying in a loop.
             self._resting[(items[0].channel, items[0].chat_id)] = time.time() + self.poll_seconds
+            try:
+                await self.store.release_outbox(None, [i.id for i in items[done:]])
+            except Exception:  # noqa: BLE001 - their lease runs out by itself
+                log.debug("releasing the rest of a chat's rows failed", exc_info=True)
         return sent
 
     async def _failed(self, item: OutboxItem, exc: SendError, now: float) -> None:

@@ -96,6 +96,9 @@ class Unit(Protocol):
         """Queue several messages, in order. With a lease the caller sends them itself after the commit and
         the worker leaves them alone until the lease ends (or release_outbox ends it)."""
 
+    async def outbox_waiting(self, channel: str, chat_id: str) -> bool:
+        """Whether an earlier message to this chat is still pending (its sender must go first)."""
+
     async def recent_outbox(self, channel: str, chat_id: str, since: float) -> int:
         """How many messages were queued for this chat since `since` (sent or not)."""
 
@@ -124,6 +127,8 @@ class Unit(Protocol):
 class Store(Protocol):
     """Where conversations live, so that a restart or a second worker continues them. Methods
     outside a unit are single transactions of their own and see only committed work."""
+
+    worker: str  # the name this process holds leases under (MIA_WORKER_ID): unique per running worker
 
     async def open(self) -> None:
         """Connect, creating the schema or applying pending migrations."""
@@ -159,8 +164,29 @@ class Store(Protocol):
     async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
         """A failed attempt: retry at `retry_at`, or give up (status "failed") when None."""
 
-    async def release_outbox(self, channel: str, ids: list[int] | None = None) -> int:
-        """End leases now: of `ids`, or (None, at start-up) of every pending row of the channel."""
+    async def lease_outbox(self, now: float, lease_seconds: float, limit: int = 50,
+                           channels: list[str] | None = None, skip: list[tuple[str, str]] = ()) -> list[OutboxItem]:
+        """due_outbox, leased to this worker for `lease_seconds` in the same transaction: no other
+        worker takes these rows, or the younger rows of their chats, until the lease ends."""
+
+    async def release_outbox(self, channel: str | None, ids: list[int] | None = None) -> int:
+        """End leases now: of `ids`, or (None, at start-up) every lease this worker (`worker`) holds on
+        the channel's pending rows (channel None: any channel)."""
+
+    # -- jobs one worker runs
+    async def take_lease(self, name: str, seconds: float, now: float | None = None) -> bool:
+        """Hold the named lease for `seconds` (taken or renewed); False while another worker's runs."""
+
+    # -- webhook inbox (Telegram): kept before the 200, handled after
+    async def inbox_add(self, channel: str, key: str, chat_id: str, body: str) -> bool:
+        """Keep an update; False for one already kept under this key (a re-delivery)."""
+
+    async def inbox_pending(self, channel: str, chat_id: str | None = None, received_before: float | None = None,
+                            limit: int = 500) -> list[tuple[int, str, str]]:
+        """Kept updates not yet handled, (id, chat id, body), oldest first; of one chat and/or received before."""
+
+    async def inbox_done(self, row_id: int, error: str | None = None) -> None:
+        """A kept update was handled (or failed for good, with the error)."""
 
     # -- web chat
     async def web_messages(self, session_id: str, after: int = 0, limit: int = 500) -> list[dict]:

@@ -15,16 +15,16 @@ def is_postgres(url_or_path: str | Path) -> bool:
     return str(url_or_path).startswith(SCHEMES)
 
 
-def store_for(url_or_path: str | Path) -> Store:
+def store_for(url_or_path: str | Path, worker: str = "mia") -> Store:
     """PostgresStore for a postgresql:// or postgres:// URL, SQLiteStore for anything else (a file
-    path, or ":memory:"). Not opened yet."""
+    path, or ":memory:"), holding leases as `worker`. Not opened yet."""
     if is_postgres(url_or_path):
         from bot.store.postgres import PostgresStore
 
-        return PostgresStore(str(url_or_path))
+        return PostgresStore(str(url_or_path), worker=worker)
     from bot.store.sqlite import SQLiteStore
 
-    return SQLiteStore(url_or_path)
+    return SQLiteStore(url_or_path, worker=worker)
 
 
 def shown(url_or_path: str | Path) -> str:

@@ -9,22 +9,16 @@ from typing import AsyncIterator
 
 import asyncpg
 
-from bot.store.base import CallbackRequest, OutboxItem
+from bot.store.base import CallbackRequest
 from bot.store.postgres_schema import CHAT_LOCK, MIGRATION_LOCK, MIGRATIONS, TRACKING
 from bot.store.postgres_staff import PostgresStaffDeskTables
+from bot.store.postgres_work import PostgresWorkTables
 from bot.store.postgres_unit import RECENT_TURNS, REQUEST_COLUMNS, PostgresUnit, _changed, _claim, _request, _turns
 
-# Outbox rows of the given channels ($channels NULL: all) and not of the skipped chats ("channel chat_id").
-_OUTBOX_FILTER = ("({c}::text[] IS NULL OR channel = ANY({c}::text[])) "
-                  "AND NOT (channel || ' ' || chat_id = ANY({s}::text[]))")
 EXPIRE_CHUNK = 200  # conversations per transaction: each holds its chat's lock until the commit
 
 
-def _skip(skip) -> list[str]:
-    return [f"{c} {i}" for c, i in skip]
-
-
-class PostgresStore(PostgresStaffDeskTables):
+class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
     """Store on a PostgreSQL database, e.g. postgresql://mia@db.internal:5432/mia.
 
     A pool of connections serves the process; a unit is one transaction on one connection. Reads
@@ -33,8 +27,9 @@ class PostgresStore(PostgresStaffDeskTables):
     (an advisory lock) until it ends, and migrations run under a lock at open().
     """
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 10):
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 10, worker: str = "mia"):
         self.url = url
+        self.worker = worker  # leases of the outbox and of named jobs are held under this name
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
@@ -90,7 +85,7 @@ class PostgresStore(PostgresStaffDeskTables):
     async def unit(self) -> AsyncIterator[PostgresUnit]:
         """One transaction: everything done through the unit commits together or not at all."""
         async with self._tx() as conn:
-            yield PostgresUnit(conn)
+            yield PostgresUnit(conn, self.worker)
 
     async def schema_version(self) -> int:
         """The number of migrations applied."""
@@ -107,62 +102,6 @@ class PostgresStore(PostgresStaffDeskTables):
         return [_request(r) for r in await self._read().fetch(sql + " ORDER BY id", *args)]
 
     # -- outbox ------------------------------------------------------------------------------
-
-    async def due_outbox(self, now: float, limit: int = 50, channels: list[str] | None = None,
-                         skip: list[tuple[str, str]] = ()) -> list[OutboxItem]:
-        """Pending rows that are due and that no older pending row of their chat holds back (a chat's
-        messages leave in order), oldest first; optionally only of `channels`, not of the chats in `skip`."""
-        rows = await self._read().fetch(
-            "SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM outbox o WHERE status = 'pending' "
-            f"AND next_attempt_at <= $1 AND {_OUTBOX_FILTER.format(c='$3', s='$4')} AND NOT EXISTS (SELECT 1 "
-            "FROM outbox e WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id "
-            "AND e.id < o.id AND e.next_attempt_at > $1) ORDER BY id LIMIT $2",
-            now, limit, None if channels is None else list(channels), _skip(skip))
-        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
-
-    async def next_outbox_due(self, now: float, channels: list[str] | None = None,
-                              skip: list[tuple[str, str]] = ()) -> float | None:
-        """When the next chat's oldest pending row falls due after `now` (None: no such row)."""
-        return await self._read().fetchval(
-            "SELECT min(next_attempt_at) FROM outbox o WHERE status = 'pending' AND next_attempt_at > $1 "
-            f"AND {_OUTBOX_FILTER.format(c='$2', s='$3')} AND NOT EXISTS (SELECT 1 FROM outbox e "
-            "WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id)",
-            now, None if channels is None else list(channels), _skip(skip))
-
-    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
-        """Mark a row sent; remember staff notifications so replies and buttons find their target."""
-        bind = item.payload.get("bind")
-        async with self._tx() as conn:
-            await conn.execute("UPDATE outbox SET status = 'sent', sent_at = $1, sent_message_id = $2, "
-                               "attempts = attempts + 1 WHERE id = $3", time.time(), message_id, item.id)
-            if bind and message_id is not None:
-                await conn.execute(
-                    "INSERT INTO staff_messages (channel, chat_id, message_id, kind, target, created_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, chat_id, message_id) DO UPDATE SET "
-                    "kind = excluded.kind, target = excluded.target, created_at = excluded.created_at",
-                    item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"], time.time())
-
-    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
-        """Record a failed attempt: retry at `retry_at`, or give up (status 'failed') when None."""
-        async with self._tx() as conn:
-            if retry_at is None:
-                await conn.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1 "
-                                   "WHERE id = $2", error[:500], item.id)
-            else:
-                await conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 "
-                                   "WHERE id = $3", error[:500], retry_at, item.id)
-
-    async def release_outbox(self, channel: str, ids: list[int] | None = None) -> int:
-        """End leases now: of the given rows, or (ids None, at start-up) of every pending row of the channel."""
-        now = time.time()
-        async with self._tx() as conn:
-            if ids is None:
-                return _changed(await conn.execute(
-                    "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND channel = $2 "
-                    "AND next_attempt_at > $1 AND attempts = 0", now, channel))
-            return _changed(await conn.execute(
-                "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND id = ANY($2::int8[])",
-                now, list(ids)))
 
     # -- web chat ----------------------------------------------------------------------------
 
@@ -340,18 +279,18 @@ class PostgresStore(PostgresStaffDeskTables):
         row version stays in their files."""
         anonymize = ("(fields != '{}' OR chat_id != '' OR claimed_by IS NOT NULL OR done_by IS NOT NULL) AND "
                      "((status = 'done' AND done_at < $1) OR created_at < $1)")
-        deletes = {"conversations": "updated_at", "turns": "created_at", "web_messages": "created_at",
+        deletes = {"conversations": "updated_at", "webhook_updates": "received_at", "leases": "expires_at", "turns": "created_at", "web_messages": "created_at",
                    "unanswered": "created_at", "processed_messages": "created_at",
                    "whatsapp_updates": "received_at", "whatsapp_contacts": "last_inbound_at",
                    "whatsapp_statuses": "recorded_at", "staff_messages": "created_at", "outbox": "created_at",
                    "digest_items": "created_at", "confirmed_examples": "created_at"}
-        tables = {"whatsapp_updates": "whatsapp_inbox"}
+        tables = {"whatsapp_updates": "whatsapp_inbox", "webhook_updates": "inbox"}
         queries = {"requests_anonymized": ("callback_requests", anonymize,
                                            "UPDATE callback_requests SET fields = '{}', chat_id = '', "
                                            f"claimed_by = NULL, done_by = NULL WHERE {anonymize}")}
         for name, column in deletes.items():
             table = tables.get(name, name)
-            where = f"{column} < $1" + (" AND processed_at IS NOT NULL" if table == "whatsapp_inbox" else "")
+            where = f"{column} < $1" + (" AND processed_at IS NOT NULL" if table in ("whatsapp_inbox", "inbox") else "")
             queries[f"{name}_deleted"] = (table, where, f"DELETE FROM {table} WHERE {where}")
         counts: dict[str, int] = {}
         async with self._tx() as conn:

@@ -17,8 +17,8 @@ REQUEST_COLUMNS = ("ref, channel, chat_id, office, region, fields, status, creat
 RECENT_TURNS = ("SELECT text, intent, reply, created_at FROM turns WHERE channel = $1 AND chat_id = $2 "
                 "ORDER BY id DESC LIMIT $3")
 
-INSERT_OUTBOX = ("INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at) "
-                 "VALUES ($1, $2, $3, $4, $5) RETURNING id")
+INSERT_OUTBOX = ("INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at, leased_by) "
+                 "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
 
 
 def _turns(rows) -> list[dict]:
@@ -63,8 +63,9 @@ class PostgresUnit:
     """Operations inside one transaction on one pooled connection (PostgresStore.unit begins it,
     commits it, or rolls it back). Loading a conversation locks it until the end of the unit."""
 
-    def __init__(self, conn: asyncpg.Connection):
+    def __init__(self, conn: asyncpg.Connection, worker: str = "mia"):
         self._conn = conn
+        self._worker = worker
 
     # -- messages and conversations ----------------------------------------------------------
 
@@ -156,15 +157,22 @@ class PostgresUnit:
         """Queue a message for the outbox worker; it leaves only if this transaction commits."""
         now = time.time()
         return await self._conn.fetchval(INSERT_OUTBOX, channel, chat_id, json.dumps(payload, ensure_ascii=False),
-                                         now, now)
+                                         now, now, None)
 
     async def enqueue_many(self, channel: str, chat_id: str, payloads: list[dict], lease_seconds: float = 0.0
                            ) -> list[int]:
         """Queue several messages, in order. With a lease, the caller sends them itself right after
         the commit and the worker leaves them alone until the lease ends (or release_outbox ends it)."""
         now = time.time()
+        holder = self._worker if lease_seconds > 0 else None
         return [await self._conn.fetchval(INSERT_OUTBOX, channel, chat_id, json.dumps(p, ensure_ascii=False),
-                                          now + lease_seconds, now) for p in payloads]
+                                          now + lease_seconds, now, holder) for p in payloads]
+
+    async def outbox_waiting(self, channel: str, chat_id: str) -> bool:
+        """Whether an earlier message to this chat is still pending (being sent, or waiting for a retry)."""
+        return await self._conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = $1 AND chat_id = $2 AND status = 'pending')",
+            channel, chat_id)
 
     async def recent_outbox(self, channel: str, chat_id: str, since: float) -> int:
         """How many messages were queued for this chat since `since` (sent or not)."""

@@ -12,22 +12,24 @@ from typing import AsyncIterator
 
 import aiosqlite
 
-from bot.store.base import CallbackRequest, OutboxItem
+from bot.store.base import CallbackRequest
 from bot.store.sqlite_schema import MIGRATIONS
 from bot.store.sqlite_staff import StaffDeskTables
-from bot.store.sqlite_unit import (REQUEST_COLUMNS, SQLiteUnit, _OUTBOX_FILTER, _claim, _outbox_filter_args,
+from bot.store.sqlite_work import WorkTables
+from bot.store.sqlite_unit import (REQUEST_COLUMNS, SQLiteUnit, _claim,
                                    _recent_turns, _request)
 
 
-class SQLiteStore(StaffDeskTables):
+class SQLiteStore(WorkTables, StaffDeskTables):
     """Store on one SQLite file (or ":memory:"), WAL mode, with a busy timeout.
 
     One connection serves the process; an asyncio lock keeps each unit of work (claim,
     load, save) a single transaction that no other coroutine interleaves with.
     """
 
-    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000):
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 5000, worker: str = "mia"):
         self.path = str(path)
+        self.worker = worker  # leases of the outbox and of named jobs are held under this name
         self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -86,7 +88,7 @@ class SQLiteStore(StaffDeskTables):
         """One transaction: everything done through the unit commits together or not at all."""
         db = self._require()
         async with self._lock:
-            unit = SQLiteUnit(db)
+            unit = SQLiteUnit(db, self.worker)
             try:
                 yield unit
             except BaseException:
@@ -109,75 +111,10 @@ class SQLiteStore(StaffDeskTables):
         async with self._query("PRAGMA user_version") as cur:
             return (await cur.fetchone())[0]
 
-    async def due_outbox(self, now: float, limit: int = 50, channels: list[str] | None = None,
-                         skip: list[tuple[str, str]] = ()) -> list[OutboxItem]:
-        """Pending rows that are due and that no older row of their chat holds back (a chat's
-        messages leave in order), oldest first: only what can be sent now is read. Optionally
-        only of `channels`, and not of the chats in `skip` ((channel, chat id) pairs)."""
-        async with self._query(
-            "SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM outbox o WHERE status = 'pending' "
-            f"AND next_attempt_at <= :now AND {_OUTBOX_FILTER} AND NOT EXISTS (SELECT 1 FROM outbox e "
-            "WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id "
-            "AND e.next_attempt_at > :now) ORDER BY id LIMIT :limit",
-            {"now": now, "limit": limit, **_outbox_filter_args(channels, skip)},
-        ) as cur:
-            rows = await cur.fetchall()
-        return [OutboxItem(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
-
-    async def next_outbox_due(self, now: float, channels: list[str] | None = None,
-                              skip: list[tuple[str, str]] = ()) -> float | None:
-        """When the next chat's oldest pending row falls due after `now` (None: no such row):
-        the outbox worker sleeps until then instead of reading rows that are not due."""
-        async with self._query(
-            "SELECT min(next_attempt_at) FROM outbox o WHERE status = 'pending' AND next_attempt_at > :now "
-            f"AND {_OUTBOX_FILTER} AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' "
-            "AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id)",
-            {"now": now, **_outbox_filter_args(channels, skip)},
-        ) as cur:
-            return (await cur.fetchone())[0]
-
     async def _tx(self, fn):
         """fn(sqlite3 connection) as one transaction in one hop; returns its result."""
         async with self.unit() as u:
             return await u._call(fn)
-
-    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
-        """Mark a row sent; remember staff notifications so replies and buttons find their target."""
-        bind = item.payload.get("bind")
-
-        def run(conn):
-            conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, sent_message_id = ?, "
-                         "attempts = attempts + 1 WHERE id = ?", (time.time(), message_id, item.id))
-            if bind and message_id is not None:
-                conn.execute("INSERT OR REPLACE INTO staff_messages (channel, chat_id, message_id, kind, target, "
-                             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                             (item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"], time.time()))
-
-        await self._tx(run)
-
-    async def release_outbox(self, channel: str, ids: list[int] | None = None) -> int:
-        """End leases now: of the given rows, or (ids None, at start-up) of every pending row of
-        the channel, since no sender of this process holds one yet. Returns the rows released."""
-        now = time.time()
-        if ids is None:
-            return await self._tx(lambda conn: conn.execute(
-                "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND channel = ? "
-                "AND next_attempt_at > ? AND attempts = 0", (now, channel, now)).rowcount)
-        marks = ",".join("?" * len(ids))
-        return await self._tx(lambda conn: conn.execute(
-            f"UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND id IN ({marks})",
-            (now, *ids)).rowcount)
-
-    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
-        """Record a failed attempt: retry at `retry_at`, or give up (status 'failed') when None."""
-        if retry_at is None:
-            await self._tx(lambda conn: conn.execute(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
-                (error[:500], item.id)))
-        else:
-            await self._tx(lambda conn: conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
-                (error[:500], retry_at, item.id)))
 
     async def web_transcript_bytes(self, session_id: str) -> int:
         """How much a web chat's transcript holds (characters of its texts and buttons)."""
@@ -316,6 +253,11 @@ class SQLiteStore(StaffDeskTables):
             "whatsapp_updates_deleted": ("SELECT count(*) FROM whatsapp_inbox WHERE received_at < :t "
                                          "AND processed_at IS NOT NULL", "DELETE FROM whatsapp_inbox WHERE "
                                          "received_at < :t AND processed_at IS NOT NULL"),
+            "webhook_updates_deleted": ("SELECT count(*) FROM inbox WHERE received_at < :t "
+                                        "AND processed_at IS NOT NULL", "DELETE FROM inbox WHERE "
+                                        "received_at < :t AND processed_at IS NOT NULL"),
+            "leases_deleted": ("SELECT count(*) FROM leases WHERE expires_at < :t",
+                               "DELETE FROM leases WHERE expires_at < :t"),
             "whatsapp_contacts_deleted": ("SELECT count(*) FROM whatsapp_contacts WHERE last_inbound_at < :t",
                                           "DELETE FROM whatsapp_contacts WHERE last_inbound_at < :t"),
             "whatsapp_statuses_deleted": ("SELECT count(*) FROM whatsapp_statuses WHERE recorded_at < :t",

@@ -196,4 +196,27 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_desk ON outbox (channel, chat_id, status, id);
     """,
+    # Several senders on one outbox: who holds a row's lease. Webhook updates kept before the 200
+    # (Telegram), leases of jobs that one worker runs (digest, purge).
+    """
+    ALTER TABLE outbox ADD COLUMN leased_by TEXT;
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        key TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        processed_at REAL,
+        error TEXT,
+        UNIQUE (channel, key)
+    );
+    CREATE INDEX inbox_pending ON inbox (channel, processed_at, chat_id, id);
+    CREATE INDEX inbox_time ON inbox (received_at);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
 )

@@ -58,8 +58,9 @@ class SQLiteUnit:
     COMMIT, in order, so the unit still sees its own writes and commits all or nothing.
     """
 
-    def __init__(self, db: aiosqlite.Connection):
+    def __init__(self, db: aiosqlite.Connection, worker: str = "mia"):
         self._db = db
+        self._worker = worker
         self._pending: list[tuple[str, tuple]] = []
         self._begun = False
 
@@ -143,6 +144,13 @@ class SQLiteUnit:
 
     # -- outbox --------------------------------------------------------------------------
 
+    async def outbox_waiting(self, channel: str, chat_id: str) -> bool:
+        """Whether an earlier message to this chat is still pending (being sent, or waiting for a retry)."""
+        row = await self._call(lambda conn: conn.execute(
+            "SELECT 1 FROM outbox WHERE channel = ? AND chat_id = ? AND status = 'pending' LIMIT 1",
+            (channel, chat_id)).fetchone())
+        return row is not None
+
     async def recent_outbox(self, channel: str, chat_id: str, since: float) -> int:
         """How many messages were queued for this chat since `since` (sent or not)."""
         row = await self._call(lambda conn: conn.execute(
@@ -164,10 +172,13 @@ class SQLiteUnit:
         the send is covered: the worker sends them when the lease runs out, or at restart)."""
         now = time.time()
 
+        holder = self._worker if lease_seconds > 0 else None
+
         def insert(conn):
             return [conn.execute(
-                "INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?)",
-                (channel, chat_id, json.dumps(p, ensure_ascii=False), now + lease_seconds, now)).lastrowid
+                "INSERT INTO outbox (channel, chat_id, payload, next_attempt_at, created_at, leased_by) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (channel, chat_id, json.dumps(p, ensure_ascii=False), now + lease_seconds, now, holder)).lastrowid
                 for p in payloads]
 
         return await self._call(insert)
