@@ -233,6 +233,8 @@ class MiaApp:
                                   allowed_origins=tuple(o.strip() for o in s.mia_web_allowed_origins.split(",")
                                                         if o.strip()),
                                   trusted_proxies=parse_networks(s.mia_web_trusted_proxies),
+                                  # Several workers may share a PostgreSQL database: limits are counted there.
+                                  shared_limits=not isinstance(self.store, SQLiteStore),
                                   # The guard measures the SQLite file; a PostgreSQL server is watched by its own.
                                   guard=StoreGuard(s.mia_db_path, int(s.mia_store_max_mb * 1e6),
                                                    notify=self.notify_operators)

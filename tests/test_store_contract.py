@@ -286,6 +286,13 @@ async def test_a_webhook_update_is_kept_once_and_handled_in_order(store):
     assert len(await store.inbox_pending("telegram")) == 1
 
 
+async def test_hits_are_counted_per_key_and_window(store, other_worker):
+    assert [await store.count_hit("a", 60.0, 60.0) for _ in range(3)] == [(1, 0), (2, 0), (3, 0)]
+    assert await other_worker.count_hit("a", 60.0, 60.0) == (4, 0)  # every worker counts into one window
+    assert await store.count_hit("b", 60.0, 60.0) == (1, 0)
+    assert await store.count_hit("a", 120.0, 60.0) == (1, 4)  # the next window, and the one before
+
+
 async def test_typed_replies_survive_the_outbox(store):
     reply = Reply("<b>Permintaan baru</b>", (Button("Ambil", "RKT-2026-000001", "claim"),
                                             Button("Selesai", "RKT-2026-000001", "close")), html=True)

@@ -110,3 +110,27 @@ async def test_two_workers_claiming_one_request_at_once_give_it_to_one(workers):
     assert sorted(await asyncio.gather(claim(first, "Ani"), claim(second, "Budi"))) == [False, True]
     (request,) = await second.list_requests(status="claimed")
     assert request.claimed_by in ("Ani", "Budi")
+
+
+async def test_web_limits_hold_across_workers(workers):
+    """An address spreading its posts over two workers behind a load balancer gets the limit once,
+    not once per worker; once refused, a worker asks the database no more until the window ends."""
+    from bot.channels.limits import SharedRateLimiter
+
+    await asyncio.gather(*(s.open() for s in workers))
+    clock = [1_000_000.0]
+    limiters = [SharedRateLimiter(s, "posts", 10, clock=lambda: clock[0]) for s in workers]
+    admitted = [await limiters[n % 2].admit("203.0.113.9") for n in range(16)]
+    assert admitted == [True] * 10 + [False] * 6
+    assert await limiters[0].admit("198.51.100.1")  # another address has its own count
+    calls = []
+    original = workers[1].count_hit
+
+    async def counted(*args, **kwargs):
+        calls.append(args)
+        return await original(*args, **kwargs)
+
+    workers[1].count_hit = counted
+    assert not await limiters[1].admit("203.0.113.9") and calls == []  # remembered: no database hop
+    clock[0] += 60
+    assert await limiters[1].admit("203.0.113.9") and len(calls) == 1  # a new window

@@ -1,8 +1,10 @@
 """Abuse limits of the web chat: who the client is (behind a trusted proxy only), how much it may
-ask for, and a guard on the store's size. All in memory, per process."""
+ask for, and a guard on the store's size. In memory for one worker; counted in the database
+(SharedRateLimiter) when several workers share it."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -79,6 +81,50 @@ class RateLimiter:
             return False
         times.append(now)
         return True
+
+    async def admit(self, address: str) -> bool:
+        """allow(), as the web chat asks every limiter."""
+        return self.allow(address)
+
+
+class SharedRateLimiter:
+    """At most `limit` events per address in any `window` seconds, counted in the store: the same
+    limit whichever worker behind the load balancer the address reaches. The count is that of the
+    current fixed window plus the previous window's, weighted by how much of it still lies within
+    the last `window` seconds (a sliding window, estimated). Addresses are kept hashed, for two
+    windows. An address over its limit is remembered here for a while, so a flood costs the
+    database nothing once refused."""
+
+    def __init__(self, store, kind: str, limit: int, window: float = 60.0, max_addresses: int = 10_000,
+                 clock=time.time):
+        self.store = store
+        self.kind = kind
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self._refused: OrderedDict[str, float] = OrderedDict()  # address -> until when it is refused here
+
+    async def admit(self, address: str) -> bool:
+        """Count an event of `address` in the store; False when it is over its limit."""
+        if self.limit <= 0:
+            return True
+        now = self.clock()
+        until = self._refused.get(address)
+        if until is not None:
+            if now < until:
+                return False
+            del self._refused[address]
+        key = hashlib.sha256(f"{self.kind} {address}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        start = now - now % self.window
+        current, previous = await self.store.count_hit(key, start, self.window)
+        if previous * (1 - (now - start) / self.window) + current <= self.limit:
+            return True
+        # Refused until a few events have left the sliding window (at most the rest of this one).
+        self._refused[address] = min(start + self.window, now + self.window / max(self.limit, 1))
+        while len(self._refused) > self.max_addresses:
+            self._refused.popitem(last=False)
+        return False
 
 
 class StoreGuard:

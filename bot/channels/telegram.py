@@ -162,6 +162,7 @@ class TelegramChannel:
             self._sweeper.start()
             log.info("telegram: webhook at %s", self.webhook_path)
         else:
+            await app.bot.delete_webhook()  # a webhook left by an earlier setting would refuse getUpdates
             self._poller.start()
             log.info("telegram: polling")
 
@@ -202,8 +203,10 @@ class TelegramChannel:
         except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             return JSONResponse({"error": "not a Telegram update"}, status_code=400)
         chat = str(update.effective_chat.id) if update.effective_chat else ""
-        if await self.assistant.store.inbox_add(CHANNEL, str(update.update_id), chat, raw.decode("utf-8")):
-            self._spawn(self._drain(chat))
+        await self.assistant.store.inbox_add(CHANNEL, str(update.update_id), chat, raw.decode("utf-8"))
+        # Kept now or before (Telegram sent it again: the worker that kept it may have died before
+        # handling it). A drain handles what is still pending; an update is handled once either way.
+        self._spawn(self._drain(chat))
         return JSONResponse({"ok": True})
 
     def _spawn(self, coro) -> None:

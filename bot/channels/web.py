@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from bot.core.assistant import Assistant
 from bot.core.turn import Outcome
 from bot.channels.http import BodyTooLarge, is_unicode, read_body
-from bot.channels.limits import STORE_FULL, TOO_MANY, RateLimiter, StoreGuard, client_address
+from bot.channels.limits import STORE_FULL, TOO_MANY, RateLimiter, SharedRateLimiter, StoreGuard, client_address
 from bot.core.messages import Incoming, Reply, reply_of
 
 log = logging.getLogger(__name__)
@@ -83,15 +83,21 @@ class WebChannel:
 
     def __init__(self, assistant: Assistant, secure_cookie: bool = False, new_sessions_per_minute: int = 0,
                  posts_per_minute: int = 0, trusted_proxies: tuple = (), guard: StoreGuard | None = None,
-                 reads_per_minute: int = 0, allowed_origins: tuple[str, ...] = ()):
+                 reads_per_minute: int = 0, allowed_origins: tuple[str, ...] = (), shared_limits: bool = False):
         self.assistant = assistant
         self.secure_cookie = secure_cookie
         self.sender = WebSender(assistant.store)
         self._secret: bytes | None = None  # signs the session keys this server issues
-        # Per client address: sessions issued, and messages (and language changes) posted.
-        self.new_sessions = RateLimiter(new_sessions_per_minute)
-        self.posts = RateLimiter(posts_per_minute)
-        self.reads = RateLimiter(reads_per_minute)  # transcript reads, per address
+        # Per client address: sessions issued, messages (and language changes) posted, transcript
+        # reads; counted in the store when several workers share it.
+        if shared_limits:
+            self.new_sessions = SharedRateLimiter(assistant.store, "sessions", new_sessions_per_minute)
+            self.posts = SharedRateLimiter(assistant.store, "posts", posts_per_minute)
+            self.reads = SharedRateLimiter(assistant.store, "reads", reads_per_minute)
+        else:
+            self.new_sessions = RateLimiter(new_sessions_per_minute)
+            self.posts = RateLimiter(posts_per_minute)
+            self.reads = RateLimiter(reads_per_minute)
         # Sites whose pages may post to the API besides this server's own (e.g. its public https name).
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.trusted_proxies = tuple(trusted_proxies)
@@ -159,7 +165,7 @@ class WebChannel:
         if self.guard is not None and await self.guard.full():
             return refusal(503, STORE_FULL)
         address = self.address(request)
-        if not self.new_sessions.allow(address):
+        if not await self.new_sessions.admit(address):
             return await self._too_many(address)
         key = secrets.token_hex(16)
         key += self._sign(key).decode()
@@ -173,7 +179,7 @@ class WebChannel:
         if refused is not None:
             return refused
         address = self.address(request)
-        if not self.posts.allow(address):
+        if not await self.posts.admit(address):
             return await self._too_many(address)
         session = await self._session(request)  # past the store's limit no new session is issued
         if isinstance(session, Session) and self.guard is not None and await self.guard.full() and \
@@ -227,7 +233,7 @@ class WebChannel:
             if not 0 <= after < 2**63:  # SQLite's integers: a larger one would be an OverflowError
                 return JSONResponse({"error": "after must be a message id"}, status_code=400)
             address = self.address(request)
-            if not self.reads.allow(address):
+            if not await self.reads.admit(address):
                 return await self._too_many(address)
             session = await self._session(request)
             if not isinstance(session, Session):

@@ -177,6 +177,10 @@ class Store(Protocol):
     async def take_lease(self, name: str, seconds: float, now: float | None = None) -> bool:
         """Hold the named lease for `seconds` (taken or renewed); False while another worker's runs."""
 
+    async def count_hit(self, key: str, window_start: float, window: float) -> tuple[int, int]:
+        """Count a hit of `key` in the window starting at `window_start`: (that window's hits so far,
+        the previous window's), for limits shared by workers. Older windows may go."""
+
     # -- webhook inbox (Telegram): kept before the 200, handled after
     async def inbox_add(self, channel: str, key: str, chat_id: str, body: str) -> bool:
         """Keep an update; False for one already kept under this key (a re-delivery)."""

@@ -186,7 +186,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX staff_sessions_account ON staff_sessions (account_id);
     """,
     # Several senders on one outbox: who holds a row's lease. Webhook updates kept before the 200
-    # (Telegram), leases of jobs that one worker runs (digest, purge).
+    # (Telegram), leases of jobs that one worker runs (digest, purge),
+    # hits of the web chat's limits counted for all workers (unlogged: a crash may forget them).
     """
     ALTER TABLE outbox ADD COLUMN leased_by text;
     CREATE TABLE inbox (
@@ -207,5 +208,12 @@ MIGRATIONS: tuple[str, ...] = (
         holder text NOT NULL,
         expires_at double precision NOT NULL
     );
+    CREATE UNLOGGED TABLE hits (
+        key text COLLATE "C" NOT NULL,
+        window_start double precision NOT NULL,
+        count integer NOT NULL,
+        PRIMARY KEY (key, window_start)
+    );
+    CREATE INDEX hits_time ON hits (window_start);
     """,
 )

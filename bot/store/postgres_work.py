@@ -4,6 +4,7 @@ inbox, named leases."""
 from __future__ import annotations
 
 import json
+import random
 import time
 
 from bot.store.base import OutboxItem
@@ -18,6 +19,9 @@ _DUE = ("SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM ou
         f"AND next_attempt_at <= $1 AND {_OUTBOX_FILTER.format(c='$3', s='$4')} AND NOT EXISTS (SELECT 1 "
         "FROM outbox e WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id "
         "AND e.id < o.id AND e.next_attempt_at > $1) ORDER BY id LIMIT $2")
+
+
+SWEEP_CHANCE = 1 / 64  # of a hit also deleting the finished windows
 
 
 def _skip(skip) -> list[str]:
@@ -146,3 +150,18 @@ class PostgresWorkTables:
         async with self._tx() as conn:
             await conn.execute("UPDATE inbox SET processed_at = $1, error = $2 WHERE id = $3",
                                time.time(), error, row_id)
+
+    # -- hits counted for limits shared by workers ---------------------------------------------
+
+    async def count_hit(self, key: str, window_start: float, window: float) -> tuple[int, int]:
+        """Count one hit of `key` in the window starting at `window_start`; (hits in it so far, hits in
+        the window before). Now and then the windows older than those two go."""
+        async with self._tx() as conn:
+            if random.random() < SWEEP_CHANCE:
+                await conn.execute("DELETE FROM hits WHERE window_start < $1", window_start - window)
+            now = await conn.fetchval(
+                "INSERT INTO hits (key, window_start, count) VALUES ($1, $2, 1) ON CONFLICT (key, window_start) "
+                "DO UPDATE SET count = hits.count + 1 RETURNING count", key, window_start)
+            before = await conn.fetchval("SELECT count FROM hits WHERE key = $1 AND window_start = $2",
+                                         key, window_start - window)
+            return now, before or 0

@@ -197,7 +197,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_desk ON outbox (channel, chat_id, status, id);
     """,
     # Several senders on one outbox: who holds a row's lease. Webhook updates kept before the 200
-    # (Telegram), leases of jobs that one worker runs (digest, purge).
+    # (Telegram), leases of jobs that one worker runs (digest, purge),
+    # hits of the web chat's limits counted for all workers.
     """
     ALTER TABLE outbox ADD COLUMN leased_by TEXT;
     CREATE TABLE inbox (
@@ -218,5 +219,12 @@ MIGRATIONS: tuple[str, ...] = (
         holder TEXT NOT NULL,
         expires_at REAL NOT NULL
     );
+    CREATE TABLE hits (
+        key TEXT NOT NULL,
+        window_start REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (key, window_start)
+    );
+    CREATE INDEX hits_time ON hits (window_start);
     """,
 )

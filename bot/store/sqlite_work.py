@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 
 from bot.store.base import OutboxItem
@@ -14,6 +15,9 @@ _DUE = ("SELECT id, channel, chat_id, payload, attempts, next_attempt_at FROM ou
         f"AND next_attempt_at <= :now AND {_OUTBOX_FILTER} AND NOT EXISTS (SELECT 1 FROM outbox e "
         "WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id "
         "AND e.next_attempt_at > :now) ORDER BY id LIMIT :limit")
+
+
+SWEEP_CHANCE = 1 / 64  # of a hit also deleting the finished windows
 
 
 def _items(rows) -> list[OutboxItem]:
@@ -139,3 +143,20 @@ class WorkTables:
         """A kept update was handled (or failed for good, with the error)."""
         await self._tx(lambda conn: conn.execute(
             "UPDATE inbox SET processed_at = ?, error = ? WHERE id = ?", (time.time(), error, row_id)))
+
+    # -- hits counted for limits shared by workers --------------------------------------------
+
+    async def count_hit(self, key: str, window_start: float, window: float) -> tuple[int, int]:
+        """Count one hit of `key` in the window starting at `window_start`; (hits in it so far, hits in
+        the window before). Now and then the windows older than those two go."""
+        def run(conn) -> tuple[int, int]:
+            if random.random() < SWEEP_CHANCE:
+                conn.execute("DELETE FROM hits WHERE window_start < ?", (window_start - window,))
+            now = conn.execute(
+                "INSERT INTO hits (key, window_start, count) VALUES (?, ?, 1) ON CONFLICT (key, window_start) "
+                "DO UPDATE SET count = count + 1 RETURNING count", (key, window_start)).fetchone()[0]
+            before = conn.execute("SELECT count FROM hits WHERE key = ? AND window_start = ?",
+                                  (key, window_start - window)).fetchone()
+            return now, before[0] if before else 0
+
+        return await self._tx(run)

@@ -2,7 +2,9 @@
 
 It speaks the Bot API as python-telegram-bot uses it (form-encoded parameters whose values
 are JSON, `{"ok": ..., "result": ...}` answers, long-polling getUpdates honouring offset and
-timeout, 400/403/429 errors with Telegram's descriptions) and adds a control API under
+timeout, 400/403/429 errors with Telegram's descriptions; once setWebhook names a URL, updates are
+POSTed there instead, with the secret-token header, retried until answered 200, and getUpdates
+answers 409 as Telegram does) and adds a control API under
 /_test/ for the tests: a user sends a message or presses a button, a chat is made to fail,
 an update is delivered again, and what each chat received is read back.
 
@@ -46,6 +48,8 @@ class BotApiState:
         self.commands: list[dict] = []
         self.calls: list[str] = []
         self.webhook: dict = {}
+        self.webhook_posts: list[tuple[int, int]] = []  # (update id, HTTP status or 0 for no answer)
+        self._delivery: asyncio.Task | None = None
         self.refused_tokens: set[str] = set()  # answered 401 Unauthorized
         self.changed = asyncio.Condition()
 
@@ -172,10 +176,62 @@ def build_app(state: BotApiState) -> Starlette:
 
     async def set_webhook(p):
         state.webhook = p
+        if p.get("url") and state._delivery is None:
+            state._delivery = asyncio.create_task(deliver())
+        return _ok(True)
+
+    async def delete_webhook(p):
+        state.webhook = {}
         return _ok(True)
 
     async def webhook_info(p):
-        return _ok({"url": "", "has_custom_certificate": False, "pending_update_count": len(state.updates)})
+        return _ok({"url": state.webhook.get("url", ""), "has_custom_certificate": False,
+                    "pending_update_count": len(state.updates)})
+
+    async def deliver():
+        """Telegram's side of a webhook: pending updates POSTed in order, a chat's one at a time and
+        chats side by side (up to 8 connections), each retried until answered 200."""
+        import httpx
+
+        busy: set[int] = set()  # update ids in flight
+        chats_busy: set[int] = set()
+
+        def chat_of(update: dict) -> int:
+            m = update.get("message") or (update.get("callback_query") or {}).get("message") or {}
+            return m.get("chat", {}).get("id", 0)
+
+        async def post(http, update: dict) -> None:
+            url, secret = state.webhook.get("url"), state.webhook.get("secret_token")
+            try:
+                r = await http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret or ""})
+                status = r.status_code
+            except httpx.HTTPError:
+                status = 0
+            state.webhook_posts.append((update["update_id"], status))
+            if status == 200:
+                state.updates = [u for u in state.updates if u["update_id"] != update["update_id"]]
+            else:
+                await asyncio.sleep(0.2)  # Telegram waits, then tries again
+            busy.discard(update["update_id"])
+            chats_busy.discard(chat_of(update))
+            async with state.changed:
+                state.changed.notify_all()
+
+        async with httpx.AsyncClient(timeout=30) as http:
+            while True:
+                if state.webhook.get("url"):
+                    for update in list(state.updates):
+                        chat = chat_of(update)
+                        if len(busy) >= 8 or update["update_id"] in busy or chat in chats_busy:
+                            continue
+                        busy.add(update["update_id"])
+                        chats_busy.add(chat)
+                        asyncio.create_task(post(http, update))
+                async with state.changed:
+                    try:
+                        await asyncio.wait_for(state.changed.wait(), timeout=0.5)
+                    except asyncio.TimeoutError:
+                        pass
 
     async def set_my_commands(p):
         state.commands = p.get("commands", [])
@@ -185,6 +241,9 @@ def build_app(state: BotApiState) -> Starlette:
         return _ok(state.commands)
 
     async def get_updates(p):
+        if state.webhook.get("url"):
+            return _error(409, "Conflict: can't use getUpdates method while webhook is active; "
+                               "use deleteWebhook to delete the webhook first")
         offset = int(p.get("offset") or 0)
         timeout = float(p.get("timeout") or 0)
         limit = int(p.get("limit") or 100)
@@ -278,7 +337,7 @@ def build_app(state: BotApiState) -> Starlette:
         return _ok(True)
 
     METHODS = {
-        "getme": get_me, "deletewebhook": true, "getwebhookinfo": webhook_info, "setmycommands": set_my_commands,
+        "getme": get_me, "deletewebhook": delete_webhook, "getwebhookinfo": webhook_info, "setmycommands": set_my_commands,
         "getmycommands": get_my_commands, "getupdates": get_updates, "sendmessage": send_message,
         "editmessagetext": edit_message_text, "answercallbackquery": answer_callback_query,
         "sendchataction": true, "close": true, "logout": true, "setwebhook": set_webhook,
@@ -372,7 +431,7 @@ def build_app(state: BotApiState) -> Starlette:
 
     async def info(request: Request):
         return JSONResponse({"callback_answers": state.callback_answers, "commands": state.commands,
-                             "webhook": state.webhook,
+                             "webhook": state.webhook, "webhook_posts": state.webhook_posts[-500:],
                              "pending_updates": len(state.updates), "calls": state.calls[-200:]})
 
     routes = [
