@@ -10,7 +10,7 @@ stored once and announced once to its office; every citizen answered, in order, 
 half-filled form goes on, on whichever worker gets the next message.
 
 The quick version runs in `make test`; the 100-kill versions for 2 and 3 workers are in the
-reliability suite (MIA_WORKER_KILLS, MIA_CRASH_SEED). Skipped without a PostgreSQL server (see
+reliability suite (tests/reliability/test_worker_crashes.py; MIA_WORKER_KILLS, MIA_CRASH_SEED). Skipped without a PostgreSQL server (see
 tests/test_store_contract.py); CI sets MIA_REQUIRE_POSTGRES so that fails instead.
 """
 
@@ -22,9 +22,7 @@ import hmac
 import json
 import os
 import random
-import signal
 import socket
-import subprocess
 import time
 from collections import Counter
 from contextlib import asynccontextmanager
@@ -33,10 +31,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, mia_command
 from tests.fakes.balancer import Balancer
 from tests.fakes.botapi import BotApiServer
 from tests.fakes.graphapi import GraphApiServer
+from tests.fakes.process import MiaProcess
 from tests.reliability.test_crashes import REF, Citizen, duplicates, explained
 from tests.test_store_contract import postgres_database
 
@@ -53,20 +51,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Worker:
-    """One `mia run` process on the shared database: started, killed and started again."""
+class Worker(MiaProcess):
+    """One `mia run` process on the shared database, with its own name and web port."""
 
     def __init__(self, name: str, port: int, env: dict, log: Path):
+        super().__init__(dict(env, MIA_WORKER_ID=name, MIA_WEB_PORT=str(port)), log)
         self.name = name
         self.port = port
-        self.env = dict(env, MIA_WORKER_ID=name, MIA_WEB_PORT=str(port))
-        self.log = open(log, "a", encoding="utf-8")
-        self.proc: subprocess.Popen | None = None
-        self.kills: list[float] = []
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(mia_command() + ["run"], cwd=ROOT, env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
 
     async def ready(self, timeout: float = READY_SECONDS) -> None:
         deadline = time.monotonic() + timeout
@@ -80,18 +71,6 @@ class Worker:
                 assert self.proc.poll() is None, f"worker {self.name} exited with {self.proc.returncode}"
                 assert time.monotonic() < deadline, f"worker {self.name} not ready within {timeout:.0f} s"
                 await asyncio.sleep(0.2)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.kills.append(time.time())
-        self.proc.wait()
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            self.log.close()
 
 
 class Cluster:
@@ -281,16 +260,16 @@ async def run_kills(tmp_path: Path, n_workers: int, kills: int, citizens_n: int 
                     if t.done() and t.exception():
                         raise t.exception()
                 mid_form += sum(1 for cz in citizens if cz.step > 0)
-                victim = rng.choice(c.workers)
+                victim = rng.choice(c.workers)  # running, or still starting after its last kill
                 victim.kill()
                 await asyncio.sleep(rng.uniform(0.0, 1.0))  # the others serve alone meanwhile
-                victim.start()
-                await victim.ready()
+                victim.start()  # as its supervisor would; it serves again once started
                 if (point + 1) % 20 == 0:
                     print(f"kills {point + 1}/{kills}, requests {sum(len(cz.refs) for cz in citizens)}, "
                           f"{time.monotonic() - started:.0f} s", flush=True)
             stop.set()
             await asyncio.gather(*tasks)
+            await asyncio.gather(*(w.ready() for w in c.workers))
             requests, dups = await check_requests(c, citizens)
         finally:
             for t in tasks:

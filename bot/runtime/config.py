@@ -176,7 +176,7 @@ PREFIXES = ("MIA_", "TELEGRAM_", "WHATSAPP_")  # every name that looks like one 
 # Names the test suites and benchmarks read (docs/reliability.md), not settings of MIA itself.
 TOOLING = frozenset({"MIA_REQUIRE_BROWSER", "MIA_SHARED_DIR", "MIA_CRASH_POINTS", "MIA_CRASH_SEED",
                      "MIA_FLOOD_CHATS", "MIA_PEER_DOWN_SECONDS", "MIA_ABUSE_LIMITS_OFF", "MIA_ABUSE_ADDRESSES",
-                     "MIA_REQUIRE_POSTGRES"})
+                     "MIA_REQUIRE_POSTGRES", "MIA_WORKER_KILLS"})
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _SAYS = {  # pydantic's error types, as an operator would want to read them
     "int_parsing": "must be a whole number", "int_from_float": "must be a whole number",

@@ -22,9 +22,7 @@ import json
 import os
 import random
 import re
-import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,8 +31,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, mia_command
 from tests.fakes.botapi import BOT, BotApiServer
+from tests.fakes.process import MiaProcess
 
 pytestmark = pytest.mark.reliability
 
@@ -63,11 +61,11 @@ REGIONS = {"lahat": "muaraenim", "palembang": "palembang"}
 REF = re.compile(r"RKT-\d{4}-\d{6}")
 
 
-class Mia:
+class Mia(MiaProcess):
     """`mia run` as a process that can be killed and started again on the same database."""
 
     def __init__(self, botapi: BotApiServer, tmp: Path):
-        self.env = dict(
+        super().__init__(dict(
             os.environ,
             TELEGRAM_BOT_TOKEN="123456:CRASH-TEST",
             TELEGRAM_API_BASE_URL=f"{botapi.url}/bot",
@@ -78,27 +76,8 @@ class Mia:
             MIA_OUTBOX_POLL_SECONDS="0.1",
             MIA_OUTBOX_MAX_BACKOFF_SECONDS="0.5",
             MIA_RATE_LIMIT="0",
-        )
+        ), tmp / "mia.log")
         self.db = tmp / "mia.db"
-        self.log = open(tmp / "mia.log", "a", encoding="utf-8")
-        self.proc: subprocess.Popen | None = None
-        self.kills: list[float] = []
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(mia_command() + ["run"], cwd=ROOT, env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.kills.append(time.time())
-        self.proc.wait()
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            self.log.close()
 
 
 @dataclass
