@@ -171,3 +171,63 @@ async def test_my_area_means_the_place_named_earlier(chat):
     await chat.say("saya tinggal di belitang")
     reply = await chat.say("kantor imigrasi utk daerah sy dmn")
     assert "Belitang" in reply.text and "Kantor Imigrasi Kelas II Non TPI Muaraenim" in reply.text
+
+
+async def test_a_message_is_read_before_its_conversation_is_locked(content, store):
+    """The model reads the message on its own thread before the transaction opens; inside it the
+    decision finds the reading done. A chat past its rate limit is not read ahead at all."""
+    threads: list[str] = []
+    in_unit = [False]
+    read_in_unit: list[bool] = []
+    matcher = content.matcher
+    original = matcher._understand
+
+    def spying(text: str):
+        import threading
+
+        threads.append(threading.current_thread().name)
+        read_in_unit.append((text, in_unit[0]))
+        return original(text)
+
+    class Watched:
+        """The store, noting when a unit is open."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def unit(self):
+            from contextlib import asynccontextmanager
+
+            @asynccontextmanager
+            async def opened():
+                async with self.inner.unit() as u:
+                    in_unit[0] = True
+                    try:
+                        yield u
+                    finally:
+                        in_unit[0] = False
+
+            return opened()
+
+    import functools
+
+    matcher._understood = functools.lru_cache(maxsize=256)(spying)
+    try:
+        assistant = Assistant(content, Watched(store), rate_limit=3)
+        chat = Chat(assistant, "ahead-1")
+        reply = await chat.say("syarat bikin paspor baru apa aja kak 2026")
+        assert "KTP" in reply.text
+        assert threads == ["mia-reader_0"] and not read_in_unit[0][1]
+        for n in range(5):  # past the limit of 3 a minute: the slow-down message, then silence
+            await chat.say(f"halo min ke {n} kalinya 2026")
+        # Read ahead: the two within the limit and the one refused first; then nothing is read.
+        assert threads.count("mia-reader_0") == 4
+        # In the transaction only what depends on the conversation: a short message read with the
+        # previous answer's topic ("... halo min ke 0"), never a message's own text.
+        said = {"syarat bikin paspor baru apa aja kak 2026"} | {f"halo min ke {n} kalinya 2026" for n in range(5)}
+        assert all(text not in said for text, locked in read_in_unit if locked)
+    finally:
+        matcher._understood = functools.lru_cache(maxsize=256)(original)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
@@ -25,6 +27,10 @@ from bot.store.base import ConversationState, Store
 log = logging.getLogger(__name__)
 
 RATE_KEY = "rate"
+# Messages are read ahead of their transaction on this one thread (the model's caches and engine
+# are shared; one reader keeps them simple). The benchmarks switch it off to measure its effect.
+UNDERSTAND_AHEAD = True
+_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mia-reader")
 REQUEST_REF = re.compile(r"\bRKT-\d{4}-\d{1,9}\b", re.IGNORECASE)  # a Lapor Rakit reference anywhere in a message
 
 
@@ -42,6 +48,7 @@ class Assistant:
         self.on_enqueue = on_enqueue  # wakes the outbox worker
         self.rate_limit = rate_limit  # messages per chat per window; 0 = no limit
         self.rate_window = rate_window_seconds
+        self._limited: dict[tuple[str, str], float] = {}  # chats over their rate limit, until when
         # Citizens' messages relayed into one staff chat per minute, all conversations together.
         self.staff_relays_per_minute = staff_relays_per_minute or 10**9
         # The multi-turn flows, in the order they are asked whether they hold the conversation.
@@ -69,6 +76,16 @@ class Assistant:
         `record(unit, msg, outcome)` runs inside the same transaction, for a channel that keeps
         its own transcript (the web chat): the transcript and the state commit together.
         """
+        key = (msg.channel, msg.chat_id)
+        if self._limited.get(key, 0.0) < time.monotonic():
+            self._limited.pop(key, None)
+        if UNDERSTAND_AHEAD and msg.text.strip() and msg.location is None and key not in self._limited:
+            # The message is read before its conversation is locked and its transaction opened, on
+            # a thread of its own (the sentence model lets go of the GIL): other chats' database
+            # work goes on meanwhile, and the transaction holds its lock only for the decision.
+            # Reading depends on the text alone, so the decision inside finds it read.
+            matcher = self.content.matcher
+            await asyncio.get_running_loop().run_in_executor(_READER, matcher.understand, msg.text)
         async with self.store.unit() as unit:
             state = await unit.claim_and_load(msg.channel, msg.message_id, msg.chat_id)
             if state is None:
@@ -76,6 +93,10 @@ class Assistant:
                 return None
             limited = self._rate_limited(state)
             if limited is not None:
+                # A chat over its limit is not read ahead for a while (a flood costs no model time).
+                self._limited[key] = time.monotonic() + self.rate_window
+                while len(self._limited) > 10_000:
+                    self._limited.pop(next(iter(self._limited)))
                 if record is not None and limited.replies:  # the channel delivers the slow-down message
                     await record(unit, msg, limited)
                 await unit.save_state(msg.channel, msg.chat_id, limited.state)

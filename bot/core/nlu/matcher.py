@@ -155,6 +155,7 @@ class IntentMatcher:
         self._vocab_by_initial = by_initial
         places.known_words = self.vocab | frozenset(lexicon.slang)
         self._correct = lru_cache(maxsize=20000)(self._correct_uncached)
+        self._understood = lru_cache(maxsize=256)(self._understand)
 
         self.items, self.item_examples = self._training_items()
         self._vector_cache = VectorCache(cache_dir, embedder) if embedder is not None else None
@@ -254,7 +255,11 @@ class IntentMatcher:
     # -- scoring ----------------------------------------------------------------------
 
     def understand(self, text: str) -> Understanding:
-        """Read one message and decide whether MIA knows what is asked."""
+        """Read one message and decide whether MIA knows what is asked. The same text read again
+        (ahead of its transaction, then in it; a retry) is read once."""
+        return self._understood(text)
+
+    def _understand(self, text: str) -> Understanding:
         title_hit = self._titles.get(clean(text))
         if title_hit is not None:
             prep = self.prepare(text)
