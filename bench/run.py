@@ -8,7 +8,10 @@
 3. throughput of the whole pipeline (Assistant.handle with SQLite) at 1/10/100 conversations;
 4. end to end: concurrent chats through the web API and the Telegram channel (local Bot API);
 5. start-up of `mia run` to the first answer with a warm cache, and its memory, with and without
-   the sentence model.
+   the sentence model;
+6. scale-out: SQLite with one worker beside PostgreSQL with 1, 2 and 3 workers, CPU per message
+   in the workers and the server, the store's own cost, reading ahead of the transaction
+   (bench/scaleout.py).
 
 Results: bench/results/results.json, plots in bench/results/*.png, and docs/benchmarks.md.
 """
@@ -33,6 +36,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scaleout import bench_scaleout  # noqa: E402
 from bench.understanding import bench_understanding, matcher_for, summary as understanding_summary  # noqa: E402
 from bot.core.assistant import Assistant  # noqa: E402
 from bot.core.content import Content  # noqa: E402
@@ -309,7 +313,8 @@ def main() -> None:
              ("latency", lambda: bench_latency(content, args.quick)),
              ("throughput", lambda: bench_throughput(content, args.quick, tmp)),
              ("e2e", lambda: bench_e2e(args.quick, tmp)),
-             ("startup", lambda: bench_startup(args.quick))]
+             ("startup", lambda: bench_startup(args.quick)),
+             ("scaleout", lambda: bench_scaleout(args.quick, tmp))]
     if args.only:
         steps = [(name, step) for name, step in steps if name in args.only]
     for name, step in tqdm(steps, desc="benchmarks"):
@@ -335,6 +340,13 @@ def main() -> None:
         print(f"e2e web: {results['e2e']['web']}\ne2e telegram: {results['e2e']['telegram']}")
     if "startup" in results:
         print(f"start-up: {results['startup']}")
+    for row in results.get("scaleout", {}).get("configurations", []):
+        print(f"scale-out {row['label']}: {row['msg_per_s']:.1f} msg/s, p50 {row['p50_ms']:.0f} / p99 "
+              f"{row['p99_ms']:.0f} ms, CPU ms/msg: workers {row['mia_cpu_ms_per_msg']:.1f}, PostgreSQL "
+              f"{row['postgres_cpu_ms_per_msg']:.1f}, load {row['loadgen_cpu_ms_per_msg']:.1f}")
+    for key in ("store", "read_ahead", "model"):
+        if key in results.get("scaleout", {}):
+            print(f"scale-out {key}: {results['scaleout'][key]}")
     print(f"total {results['total_seconds']:.0f} s -> {out}")
 
 

@@ -15,6 +15,15 @@ from bot.store.postgres_staff import PostgresStaffDeskTables
 from bot.store.postgres_work import PostgresWorkTables
 from bot.store.postgres_unit import RECENT_TURNS, REQUEST_COLUMNS, PostgresUnit, _changed, _claim, _request, _turns
 
+class _Connection(asyncpg.Connection):
+    """A pooled connection handed back as it is: MIA keeps no session state (its locks end with their
+    transactions, it sets nothing and listens to nothing), so the reset query asyncpg sends on every
+    release (unlock all, close all, unlisten, reset all: a round trip per unit) has nothing to do."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 EXPIRE_CHUNK = 200  # conversations per transaction: each holds its chat's lock until the commit
 
 
@@ -37,7 +46,8 @@ class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
     async def open(self) -> None:
         """Connect and apply pending migrations."""
         self._pool = await asyncpg.create_pool(self.url, min_size=self.min_size, max_size=self.max_size,
-                                               server_settings={"application_name": "mia"})
+                                               server_settings={"application_name": "mia"},
+                                               connection_class=_Connection)
         try:
             await self._migrate()
         except BaseException:
@@ -85,7 +95,9 @@ class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
     async def unit(self) -> AsyncIterator[PostgresUnit]:
         """One transaction: everything done through the unit commits together or not at all."""
         async with self._tx() as conn:
-            yield PostgresUnit(conn, self.worker)
+            unit = PostgresUnit(conn, self.worker)
+            yield unit
+            await unit._flush()
 
     async def schema_version(self) -> int:
         """The number of migrations applied."""

@@ -21,6 +21,13 @@ INSERT_OUTBOX = ("INSERT INTO outbox (channel, chat_id, payload, next_attempt_at
                  "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
 
 
+SAVE_STATE = ("INSERT INTO conversations (channel, chat_id, lang, pending, data, updated_at) "
+              "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, chat_id) DO UPDATE SET lang = excluded.lang, "
+              "pending = excluded.pending, data = excluded.data, updated_at = excluded.updated_at")
+INSERT_TURN = ("INSERT INTO turns (channel, chat_id, text, intent, confidence, region, office, reply, created_at) "
+               "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})")
+
+
 def _turns(rows) -> list[dict]:
     return [dict(text=r[0], intent=r[1], reply=r[2], created_at=r[3]) for r in reversed(rows)]
 
@@ -50,8 +57,9 @@ async def _lock_chat(conn: asyncpg.Connection, channel: str, chat_id: str) -> No
                        CHAT_LOCK, channel, chat_id)
 
 
-async def _load(conn: asyncpg.Connection, channel: str, chat_id: str) -> ConversationState:
-    await _lock_chat(conn, channel, chat_id)
+async def _load(conn: asyncpg.Connection, channel: str, chat_id: str, locked: bool = False) -> ConversationState:
+    if not locked:
+        await _lock_chat(conn, channel, chat_id)
     row = await conn.fetchrow("SELECT lang, pending, data FROM conversations WHERE channel = $1 AND chat_id = $2",
                               channel, chat_id)
     if row is None:
@@ -66,6 +74,7 @@ class PostgresUnit:
     def __init__(self, conn: asyncpg.Connection, worker: str = "mia"):
         self._conn = conn
         self._worker = worker
+        self._state: tuple | None = None  # a conversation state to write (save_state), held back
 
     # -- messages and conversations ----------------------------------------------------------
 
@@ -74,30 +83,45 @@ class PostgresUnit:
         return await _claim(self._conn, channel, message_id)
 
     async def claim_and_load(self, channel: str, message_id: str, chat_id: str) -> ConversationState | None:
-        """claim_message and load_state together; None for a re-delivered message."""
-        if not await _claim(self._conn, channel, message_id):
+        """claim_message and load_state together; None for a re-delivered message. The claim and the
+        conversation's lock go in one statement; the state is read in the next, under the lock."""
+        await self._flush()
+        claimed = await self._conn.fetchval(
+            "WITH c AS (INSERT INTO processed_messages (channel, message_id, created_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING 1) SELECT pg_advisory_xact_lock($4::int4, hashtext($1 || ' ' || $5)) "
+            "IS NOT NULL FROM c", channel, message_id, time.time(), CHAT_LOCK, chat_id)
+        if not claimed:
             return None
-        return await _load(self._conn, channel, chat_id)
+        return await _load(self._conn, channel, chat_id, locked=True)
 
     async def load_state(self, channel: str, chat_id: str) -> ConversationState:
         """The conversation's state, or a fresh one (locked until the unit ends)."""
+        await self._flush()
         return await _load(self._conn, channel, chat_id)
 
     async def save_state(self, channel: str, chat_id: str, state: ConversationState) -> None:
-        """Write the conversation's state."""
-        await self._conn.execute(
-            "INSERT INTO conversations (channel, chat_id, lang, pending, data, updated_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, chat_id) DO UPDATE SET lang = excluded.lang, "
-            "pending = excluded.pending, data = excluded.data, updated_at = excluded.updated_at",
-            channel, chat_id, state.lang, state.pending, json.dumps(state.data, ensure_ascii=False), time.time())
+        """Write the conversation's state: with the turn's log line when that follows (one statement
+        for both), or before anything that reads the state, or at the commit."""
+        await self._flush()
+        self._state = (channel, chat_id, state.lang, state.pending, json.dumps(state.data, ensure_ascii=False),
+                       time.time())
+
+    async def _flush(self) -> None:
+        """Write the state save_state holds back (PostgresStore.unit calls it before the commit)."""
+        if self._state is not None:
+            args, self._state = self._state, None
+            await self._conn.execute(SAVE_STATE, *args)
 
     async def log_turn(self, channel: str, chat_id: str, text: str, intent: str | None, confidence: float,
                        region: str | None, office: str | None, reply: str) -> None:
-        """Append one turn to the conversation log."""
-        await self._conn.execute(
-            "INSERT INTO turns (channel, chat_id, text, intent, confidence, region, office, reply, created_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            channel, chat_id, text, intent, confidence, region, office, reply, time.time())
+        """Append one turn to the conversation log (with the state save_state holds, in one statement)."""
+        turn = (channel, chat_id, text, intent, confidence, region, office, reply, time.time())
+        if self._state is None:
+            await self._conn.execute(INSERT_TURN.format(*(f"${n}" for n in range(1, 10))), *turn)
+            return
+        args, self._state = self._state, None
+        await self._conn.execute(f"WITH s AS ({SAVE_STATE}) " + INSERT_TURN.format(*(f"${n}" for n in range(7, 16))),
+                                 *args, *turn)
 
     async def recent_turns(self, channel: str, chat_id: str, limit: int = 10) -> list[dict]:
         """The last turns of a conversation, oldest first."""
