@@ -27,6 +27,7 @@ class Balancer(ThreadedServer):
         self.upstreams = list(upstreams)
         self.served: list[tuple[str, str, int]] = []  # (upstream, path, status)
         self._turn = itertools.count()
+        self._http: httpx.AsyncClient | None = None
         super().__init__(Starlette(routes=[Route("/{path:path}", self._forward,
                                                  methods=["GET", "POST", "PUT", "DELETE"])]))
 
@@ -36,21 +37,24 @@ class Balancer(ThreadedServer):
         peer = request.client.host if request.client else "127.0.0.1"
         headers["x-forwarded-for"] = ", ".join(filter(None, [request.headers.get("x-forwarded-for"), peer]))
         start = next(self._turn)
-        async with httpx.AsyncClient(timeout=60) as http:
-            for k in range(len(self.upstreams)):
-                upstream = self.upstreams[(start + k) % len(self.upstreams)]
-                try:
-                    r = await http.request(request.method, upstream + request.url.path, params=request.query_params,
-                                           content=body, headers=headers)
-                except httpx.ConnectError:
-                    continue  # that worker is down: the next one
-                except httpx.HTTPError:  # it died with the request in hand: not sent again (not idempotent)
-                    self.served.append((upstream, request.url.path, 502))
-                    return Response(b"the worker did not answer", status_code=502)
-                self.served.append((upstream, request.url.path, r.status_code))
-                response = Response(r.content, status_code=r.status_code)
-                response.raw_headers.extend((k.lower().encode("latin-1"), v.encode("latin-1"))
-                                            for k, v in r.headers.multi_items()
-                                            if k.lower() not in HOP_BY_HOP | {"content-encoding"})
-                return response
+        if self._http is None:  # made in the server's own event loop, kept: connections are reused
+            self._http = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None,
+                                                                            max_keepalive_connections=200))
+        http = self._http
+        for k in range(len(self.upstreams)):
+            upstream = self.upstreams[(start + k) % len(self.upstreams)]
+            try:
+                r = await http.request(request.method, upstream + request.url.path, params=request.query_params,
+                                       content=body, headers=headers)
+            except httpx.ConnectError:
+                continue  # that worker is down: the next one
+            except httpx.HTTPError:  # it died with the request in hand: not sent again (not idempotent)
+                self.served.append((upstream, request.url.path, 502))
+                return Response(b"the worker did not answer", status_code=502)
+            self.served.append((upstream, request.url.path, r.status_code))
+            response = Response(r.content, status_code=r.status_code)
+            response.raw_headers.extend((k.lower().encode("latin-1"), v.encode("latin-1"))
+                                        for k, v in r.headers.multi_items()
+                                        if k.lower() not in HOP_BY_HOP | {"content-encoding"})
+            return response
         return Response(b"no worker answered", status_code=502)
