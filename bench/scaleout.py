@@ -117,7 +117,7 @@ async def _ready(workers, timeout: float = 180.0) -> None:
                 await asyncio.sleep(0.2)
 
 
-async def _load(ports: list[int], texts: list[str], per_chat: int) -> tuple[list[float], int]:
+async def _load(ports: list[int], texts: list[str], per_chat: int, salt: int = 1) -> tuple[list[float], int]:
     """CONVERSATIONS chats, each message to the next worker in turn; (latencies in ms, answered)."""
     turn = iter(range(10**9))
     latencies: list[float] = []
@@ -130,8 +130,10 @@ async def _load(ports: list[int], texts: list[str], per_chat: int) -> tuple[list
         for j in range(per_chat):
             port = ports[next(turn) % len(ports)]
             start = time.perf_counter()
+            n = i * per_chat + j
             r = await http.post(f"http://127.0.0.1:{port}/api/messages", cookies=cookies,
-                                json={"text": texts[(i * 7 + j) % len(texts)], "message_id": str(j)})
+                                json={"text": _variant(texts[n % len(texts)], salt + n // len(texts)),
+                                      "message_id": str(j)})
             latencies.append((time.perf_counter() - start) * 1000)
             cookies.update(r.cookies)
             answered += r.status_code == 200 and any(m["role"] == "bot" for m in r.json()["messages"])
@@ -139,6 +141,18 @@ async def _load(ports: list[int], texts: list[str], per_chat: int) -> tuple[list
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
         await asyncio.gather(*(chat(i, http) for i in range(CONVERSATIONS)))
     return latencies, answered
+
+
+def _variant(text: str, n: int) -> str:
+    """The n-th way of writing a text: the same words for the lexical signals (they read it lower-
+    cased, without punctuation), a sentence the sentence model has not seen (it reads case), so no
+    worker's vector cache answers for it and every message costs what a new message costs."""
+    chars = list(text)
+    letters = [k for k, c in enumerate(chars) if c.isalpha()][:24]
+    for bit, k in enumerate(letters):
+        if n >> bit & 1:
+            chars[k] = chars[k].swapcase()
+    return "".join(chars) + "." * (n >> len(letters))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -157,7 +171,7 @@ async def _configuration(label: str, n: int, postgres: bool, texts: list[str], p
         await _load(ports, texts, 2)  # warm: sessions, connections, the first sentence vectors
         mia0 = sum(_cpu_seconds(p.pid) for p, _ in workers)
         pg0, gen0, t0 = _postgres_cpu(), time.process_time(), time.perf_counter()
-        latencies, answered = await _load(ports, texts, per_chat)
+        latencies, answered = await _load(ports, texts, per_chat, salt=7)
         elapsed = time.perf_counter() - t0
         mia = sum(_cpu_seconds(p.pid) for p, _ in workers) - mia0
         pg, gen = _postgres_cpu() - pg0, time.process_time() - gen0
@@ -228,11 +242,13 @@ async def _ahead(on: bool, texts: list[str], messages: int) -> dict:
     assistant_module.UNDERSTAND_AHEAD = on
     try:
         assistant = Assistant(Content.load(ROOT), store)
-        salt = secrets.token_hex(3)  # texts the sentence model has not seen in this process
+        salt = 1 + 8 * secrets.randbelow(1000)  # ways of writing the texts not seen in this process
+        per_chat = messages // CONVERSATIONS
 
         async def chat(i: int) -> None:
-            for j in range(messages // CONVERSATIONS):
-                text = f"{texts[(i * 7 + j) % len(texts)]} {salt}{i}{j}"
+            for j in range(per_chat):
+                n = i * per_chat + j
+                text = _variant(texts[n % len(texts)], salt + n // len(texts))
                 await assistant.handle(Incoming("web", f"c{i}", text, f"{i}-{j}"))
 
         t0 = time.perf_counter()

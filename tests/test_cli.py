@@ -215,3 +215,19 @@ def test_run_refuses_a_partly_configured_channel_and_names_what_is_missing(tmp_p
     assert out.returncode == 1
     assert f"MIA cannot start: {missing}" in out.stderr
     assert "123456:T" not in out.stdout + out.stderr and "EAAG-x" not in out.stdout + out.stderr
+
+
+async def test_db_migrate_brings_either_back_end_up_to_date(tmp_path):
+    """An operator rolling out a new version runs `mia db migrate` once, before the workers."""
+    from bot.store.postgres_schema import MIGRATIONS as PG
+    from bot.store.sqlite_schema import MIGRATIONS as SQLITE
+    from tests.test_store_contract import postgres_database
+
+    db = tmp_path / "fresh.db"
+    out = run(["db", "migrate"], env_extra={"MIA_DB_PATH": str(db), "MIA_DATABASE_URL": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"Database {db}: schema version {len(SQLITE)}, up to date."
+    async with postgres_database() as url:
+        out = run(["db", "migrate"], env_extra={"MIA_DATABASE_URL": url.replace("postgres@", "postgres:pw@")})
+        assert out.returncode == 0, out.stderr
+        assert f"schema version {len(PG)}, up to date." in out.stdout and "pw" not in out.stdout

@@ -11,7 +11,8 @@ from bot.runtime.config import SettingsError, load_settings
 from bot.core.yamlfile import ContentErrors
 from bot.cli import staff as staff_commands  # noqa: E402
 from bot.cli.serve import _cmd_run, _cmd_chat, _cmd_ask  # noqa: E402
-from bot.cli.records import _cmd_requests_list, _cmd_requests_export, _cmd_report_unanswered, _cmd_review, _cmd_db_purge  # noqa: E402
+from bot.cli.records import (_cmd_db_migrate, _cmd_db_purge, _cmd_report_unanswered, _cmd_requests_export,  # noqa: E402
+                              _cmd_requests_list, _cmd_review)
 from bot.cli.authoring import _cmd_check, _cmd_facts, _cmd_add_example, _cmd_test  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command")
+    migrate = dbsub.add_parser("migrate", help="apply pending schema migrations (mia run does it too) and "
+                                                "print the schema version")
+    migrate.set_defaults(func=_cmd_db_migrate)
     purge = dbsub.add_parser("purge", help="remove personal data older than MIA_RETENTION_DAYS from every table "
                                                 "and from the database files")
     purge.add_argument("--dry-run", action="store_true", help="only count what would change")

@@ -1,4 +1,4 @@
-"""Office records and operators' reports: mia requests, report, review, db purge."""
+"""Office records and operators' reports: mia requests, report, review, db migrate, db purge."""
 
 from __future__ import annotations
 
@@ -186,6 +186,19 @@ def _stage_progress():
         end = "\n" if done >= total else ""
         print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
     return show
+
+
+def _cmd_db_migrate(args, settings) -> int:
+    """Bring the database's schema up to date (what `mia run` also does at start): before rolling
+    out a new version to several workers, or to check which database the settings name."""
+    from bot.store.open import shown
+
+    async def run(store) -> int:
+        return await store.schema_version()
+
+    version = asyncio.run(_with_store(settings, run))
+    print(f"Database {shown(settings.database)}: schema version {version}, up to date.")
+    return 0
 
 
 def _cmd_db_purge(args, settings) -> int:
