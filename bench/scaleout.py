@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -240,6 +241,17 @@ async def _ahead(on: bool, texts: list[str], messages: int) -> dict:
     store = store_for(await _database(name))
     await store.open()
     assistant_module.UNDERSTAND_AHEAD = on
+    held: list[float] = []  # how long each message's transaction (its conversation's lock) was held
+    unit = store.unit
+
+    @asynccontextmanager
+    async def timed_unit():
+        async with unit() as u:
+            t = time.perf_counter()
+            yield u
+            held.append((time.perf_counter() - t) * 1000)
+
+    store.unit = timed_unit
     try:
         assistant = Assistant(Content.load(ROOT), store)
         salt = 1 + 8 * secrets.randbelow(1000)  # ways of writing the texts not seen in this process
@@ -258,7 +270,8 @@ async def _ahead(on: bool, texts: list[str], messages: int) -> dict:
         assistant_module.UNDERSTAND_AHEAD = True
         await store.close()
         await _drop(name)
-    return {"msg_per_s": messages // CONVERSATIONS * CONVERSATIONS / elapsed}
+    return {"msg_per_s": messages // CONVERSATIONS * CONVERSATIONS / elapsed, "held_p50_ms": _pct(held, .5),
+            "held_p99_ms": _pct(held, .99)}
 
 
 def _postgres_up() -> bool:
@@ -294,10 +307,13 @@ def bench_scaleout(quick: bool, tmp: Path) -> dict:
         out["store"] = {"sqlite": await _store_cost(False, store_messages, tmp),
                         "postgres": await _store_cost(True, store_messages, tmp)}
         ahead_messages = 64 if quick else 480
-        # Alternating, twice each: this machine's noise is of the size of the effect measured.
+        # Alternating, twice each after a warm-up run (the first run of a process fills its caches):
+        # this machine's noise is of the size of the effect measured.
+        await _ahead(True, texts, ahead_messages // 4)
         runs = [(on, await _ahead(on, texts, ahead_messages)) for on in (True, False, True, False)]
-        out["read_ahead"] = {"on_msg_per_s": [r["msg_per_s"] for on, r in runs if on],
-                             "off_msg_per_s": [r["msg_per_s"] for on, r in runs if not on]}
+        out["read_ahead"] = {"on" if flag else "off": {key: [r[key] for on, r in runs if on == flag]
+                                                       for key in ("msg_per_s", "held_p50_ms", "held_p99_ms")}
+                             for flag in (True, False)}
 
     asyncio.run(run())
     one = next(c for c in out["configurations"] if c["label"] == "PostgreSQL, 1 worker")
