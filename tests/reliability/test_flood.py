@@ -52,8 +52,8 @@ def memory_mb(pid: int) -> dict[str, float]:
     return fields
 
 
-async def wait_started(client: httpx.AsyncClient, base: str, timeout: float = 120) -> None:
-    """Until `mia run` (at `base`) answers /healthz."""
+async def wait_started(client: httpx.AsyncClient, base: str = "", timeout: float = 120) -> None:
+    """Until `mia run` (at `base`, or the client's base URL) answers /healthz."""
     deadline = time.monotonic() + timeout
     while True:
         try:
