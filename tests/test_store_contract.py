@@ -385,6 +385,9 @@ async def test_whatsapp_bodies_are_kept_once_until_handled(store):
     assert await store.pending_whatsapp_updates() == [(first, '{"entry": [1]}'), (other, '{"entry": [2]}')]
     await store.whatsapp_update_done(first, None)
     assert [row for row, _ in await store.pending_whatsapp_updates()] == [other]
+    # What another worker left behind: only bodies older than the time asked for.
+    assert await store.pending_whatsapp_updates(received_before=time.time() - 60) == []
+    assert [row for row, _ in await store.pending_whatsapp_updates(received_before=time.time() + 1)] == [other]
 
 
 async def test_whatsapp_window_options_and_statuses(store):

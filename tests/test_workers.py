@@ -35,7 +35,7 @@ from tests.fakes.balancer import Balancer
 from tests.fakes.botapi import BotApiServer
 from tests.fakes.graphapi import GraphApiServer
 from tests.fakes.process import MiaProcess
-from tests.reliability.test_crashes import REF, Citizen, duplicates, explained
+from tests.reliability.test_crashes import REF, STEP_TIMEOUT, Citizen, duplicates, explained
 from tests.test_store_contract import postgres_database
 
 STAFF = {"palembang": -1001, "muaraenim": -1002}
@@ -94,20 +94,30 @@ class Cluster:
         finally:
             await conn.close()
 
-    async def whatsapp(self, sender: str, text: str) -> int:
-        """A WhatsApp message as Meta posts it (signed), through the balancer; the HTTP status."""
+    @staticmethod
+    def whatsapp_body(sender: str, text: str) -> bytes:
+        """A WhatsApp text message as Meta posts it; sent again byte for byte when not answered 200."""
         body = {"object": "whatsapp_business_account", "entry": [{"id": "WABA1", "changes": [{"field": "messages",
                 "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1098765"},
                           "contacts": [{"profile": {"name": "Budi"}, "wa_id": sender}],
                           "messages": [{"from": sender, "id": f"wamid.{sender}.{time.time_ns()}",
                                         "timestamp": str(int(time.time())), "type": "text",
                                         "text": {"body": text}}]}}]}]}
-        raw = json.dumps(body).encode()
+        return json.dumps(body).encode()
+
+    async def post_whatsapp(self, raw: bytes) -> int:
+        """Post a body (signed) through the balancer; the HTTP status (0: no answer)."""
         signature = "sha256=" + hmac.new(WA_SECRET.encode(), raw, hashlib.sha256).hexdigest()
         async with httpx.AsyncClient(base_url=self.balancer.url, timeout=30) as http:
-            r = await http.post("/whatsapp/webhook", content=raw,
-                                headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"})
+            try:
+                r = await http.post("/whatsapp/webhook", content=raw,
+                                    headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"})
+            except httpx.HTTPError:
+                return 0
         return r.status_code
+
+    async def whatsapp(self, sender: str, text: str) -> int:
+        return await self.post_whatsapp(self.whatsapp_body(sender, text))
 
     async def settled(self, timeout: float = 60.0) -> None:
         """Wait until nothing is pending: the outbox empty and every kept update handled."""
@@ -163,6 +173,31 @@ async def cluster(tmp_path: Path, n: int = 2, **settings):
             graph.stop()
             botapi.stop()
         assert codes == [0] * n, [(w.name, code) for w, code in zip(workers, codes)]
+
+
+class WhatsAppCitizen(Citizen):
+    """A citizen filling the same forms on WhatsApp: signed webhook posts through the balancer (sent
+    again on anything but 200, as Meta does), answers read from the fake Graph API."""
+
+    cluster: Cluster | None = None
+
+    async def bot_messages(self, chat_id: int | None = None) -> list[dict]:
+        graph, to = self.cluster.graph, str(chat_id or self.chat_id)
+        return [{"text": json.dumps(body, ensure_ascii=False), "_sent_at": at}
+                for body, at in zip(list(graph.sent), list(graph.sent_at)) if body.get("to") == to]
+
+    async def say(self, text: str, expect: str) -> str:
+        before = len(await self.bot_messages())
+        raw = self.cluster.whatsapp_body(str(self.chat_id), text)
+        while await self.cluster.post_whatsapp(raw) != 200:
+            await asyncio.sleep(0.2)
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while True:
+            for m in (await self.bot_messages())[before:]:
+                if expect in m["text"]:
+                    return m["text"]
+            assert time.monotonic() < deadline, f"WhatsApp citizen {self.chat_id}: no '{expect}' after '{text}'"
+            await asyncio.sleep(0.1)
 
 
 async def check_requests(c: Cluster, citizens: list[Citizen]) -> tuple[int, int]:
@@ -237,11 +272,15 @@ async def test_two_workers_answer_every_citizen_once_on_every_channel(tmp_path):
             assert sum(bool(REF.search(t)) for t in texts) == 1
 
 
-async def run_kills(tmp_path: Path, n_workers: int, kills: int, citizens_n: int = 6) -> str:
-    """Citizens fill forms while workers are SIGKILLed at seeded moments and started again."""
+async def run_kills(tmp_path: Path, n_workers: int, kills: int, citizens_n: int = 6, whatsapp_n: int = 2) -> str:
+    """Citizens fill forms on Telegram and WhatsApp while workers are SIGKILLed at seeded moments
+    and started again."""
     rng = random.Random(SEED + n_workers)
     async with cluster(tmp_path, n_workers) as c:
         citizens = [Citizen(900 + i, c.http) for i in range(citizens_n)]
+        for i in range(whatsapp_n):
+            citizens.append(WhatsAppCitizen(6281277000900 + i, c.http))
+            citizens[-1].cluster = c
         stop = asyncio.Event()
         mid_form = 0
 
@@ -276,8 +315,9 @@ async def run_kills(tmp_path: Path, n_workers: int, kills: int, citizens_n: int 
                 t.cancel()
         logged = "".join((tmp_path / f"w{i + 1}.log").read_text(encoding="utf-8") for i in range(n_workers))
         assert "WORKERS-TEST" not in logged and "0812 3456" not in logged and "Jl. Merdeka" not in logged
-        assert requests >= citizens_n
-        return (f"{n_workers} workers, {kills} SIGKILLs (seed {SEED}), {mid_form} half-filled forms in hand at "
+        assert requests >= citizens_n + whatsapp_n
+        return (f"{n_workers} workers, {kills} SIGKILLs (seed {SEED}), {citizens_n} citizens on Telegram and "
+                f"{whatsapp_n} on WhatsApp, {mid_form} half-filled forms in hand at "
                 f"those moments; {requests} requests confirmed, each stored once and announced to its office; "
                 f"{dups} messages delivered twice, each accepted by the Bot API just before a kill; "
                 f"{time.monotonic() - started:.0f} s")

@@ -25,13 +25,14 @@ from bot.channels.delivery import LeasedReplies
 from bot.channels.http import BodyTooLarge, read_body, same_secret
 from bot.core.messages import FEEDBACK, Button, Incoming, Reply, option_number, reply_of
 from bot.runtime.staff import SendError
-from bot.core.tasks import finish
+from bot.core.tasks import BackgroundTask, finish
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "whatsapp"
 MAX_BODY = 1024 * 1024
 WINDOW_SECONDS = 24 * 3600
+ORPHAN_SECONDS = 20.0  # a stored body still unhandled this long after it came was left by a worker that died
 MAX_TEXT = 4096
 MAX_INTERACTIVE_BODY = 1024
 RATE_LIMITED = {130429, 131056}  # throughput / pair rate limit: back off and retry
@@ -175,6 +176,7 @@ class WhatsAppChannel:
         self.replies = LeasedReplies(assistant, sender, CHANNEL, on_queue)
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        self._sweeper = BackgroundTask("whatsapp-inbox", self._sweep)
 
     def routes(self) -> list[Route]:
         return [Route("/whatsapp/webhook", self.verify, methods=["GET"]),
@@ -184,9 +186,11 @@ class WhatsAppChannel:
         await self.sender.start()
         await self.replies.release()  # replies a previous run committed but never sent
         self._spawn()  # updates stored before a restart but not yet handled
+        self._sweeper.start()
 
     async def stop(self) -> None:
         self._stopping = True  # the update in hand is finished; the rest wait in the inbox for the next start
+        await self._sweeper.stop()
         await finish(set(self._tasks))
         await self.replies.wait()
         await self.sender.stop()
@@ -218,6 +222,19 @@ class WhatsAppChannel:
         if stored is not None:  # a replayed body was handled (or is waiting) already
             self._spawn()
         return JSONResponse({"ok": True})
+
+    async def _sweep(self) -> None:
+        """Bodies stored but left unhandled (the worker that stored them stopped or died after the
+        200; several workers share the inbox): handled here once they are ORPHAN_SECONDS old."""
+        while True:
+            await asyncio.sleep(ORPHAN_SECONDS / 2)
+            try:
+                if await self.store.pending_whatsapp_updates(received_before=time.time() - ORPHAN_SECONDS):
+                    self._spawn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("whatsapp: reading the stored updates failed")
 
     def _spawn(self) -> None:
         task = asyncio.create_task(self.process_pending())

@@ -203,8 +203,8 @@ class Store(Protocol):
         """Delete web conversations idle since `older_than` that never got past one turn; how many went."""
 
     # -- WhatsApp
-    async def pending_whatsapp_updates(self) -> list[tuple[int, str]]:
-        """Stored webhook bodies not yet handled, oldest first: (row id, body)."""
+    async def pending_whatsapp_updates(self, received_before: float | None = None) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, (id, body) oldest first; optionally received before a time."""
 
     async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:
         """A stored body was handled (or failed for good with `error`)."""

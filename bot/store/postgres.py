@@ -162,9 +162,10 @@ class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
 
     # -- WhatsApp bookkeeping ----------------------------------------------------------------
 
-    async def pending_whatsapp_updates(self) -> list[tuple[int, str]]:
-        """Stored webhook bodies not yet handled, oldest first."""
-        rows = await self._read().fetch("SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL ORDER BY id")
+    async def pending_whatsapp_updates(self, received_before: float | None = None) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, oldest first (optionally only those received before a time)."""
+        rows = await self._read().fetch("SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL "
+                                        "AND ($1::float8 IS NULL OR received_at < $1) ORDER BY id", received_before)
         return [(r[0], r[1]) for r in rows]
 
     async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:

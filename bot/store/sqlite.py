@@ -134,10 +134,11 @@ class SQLiteStore(WorkTables, StaffDeskTables):
 
     # -- WhatsApp bookkeeping ---------------------------------------------------------------
 
-    async def pending_whatsapp_updates(self) -> list[tuple[int, str]]:
-        """Stored webhook bodies not yet handled, oldest first."""
+    async def pending_whatsapp_updates(self, received_before: float | None = None) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, oldest first (optionally only those received before a time)."""
         async with self._query(
-            "SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL ORDER BY id") as cur:
+            "SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL AND (? IS NULL OR received_at < ?) "
+            "ORDER BY id", (received_before, received_before)) as cur:
             return [(r[0], r[1]) for r in await cur.fetchall()]
 
     async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:

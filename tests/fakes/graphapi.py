@@ -8,6 +8,7 @@ Control: GET /_test/sent, POST /_test/fail {"to", "code", "delay"?} (no code: re
 from __future__ import annotations
 
 import asyncio
+import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +23,7 @@ class GraphApiServer(ThreadedServer):
 
     def __init__(self) -> None:
         self.sent: list[dict] = []
+        self.sent_at: list[float] = []  # when each of `sent` was accepted (a crash's duplicate is explained by it)
         self.failing: dict[str, int] = {}
         self.delay: dict[str, float] = {}  # recipient -> seconds before its (failing) answer: a slow Graph API
         self.auth: list[str] = []
@@ -46,6 +48,7 @@ class GraphApiServer(ThreadedServer):
         if body.get("messaging_product") != "whatsapp" or body.get("type") not in ("text", "interactive", "template"):
             return JSONResponse({"error": {"message": "invalid parameter", "code": 100}}, status_code=400)
         self.sent.append(body)
+        self.sent_at.append(time.time())
         wamid = f"wamid.OUT{len(self.sent)}"
         return JSONResponse({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                              "messages": [{"id": wamid}]})
