@@ -255,6 +255,14 @@ async def test_a_reply_waits_behind_an_earlier_one_still_pending(store):
         assert not await u.outbox_waiting("telegram", "7")
 
 
+async def test_a_worker_finds_the_updates_it_kept(store, other_worker):
+    assert await store.inbox_add("telegram", "201", "7", '{"update_id": 201}')
+    assert await other_worker.inbox_add("telegram", "202", "8", '{"update_id": 202}')
+    assert [chat for _, chat, _ in await store.inbox_pending("telegram", mine=True)] == ["7"]
+    assert [chat for _, chat, _ in await other_worker.inbox_pending("telegram", mine=True)] == ["8"]
+    assert len(await store.inbox_pending("telegram")) == 2
+
+
 async def test_a_named_lease_has_one_holder_until_it_runs_out(store, other_worker):
     now = time.time()
     assert await store.take_lease("digest", 60, now=now)
@@ -276,6 +284,7 @@ async def test_a_webhook_update_is_kept_once_and_handled_in_order(store):
     assert [body for _, _, body in await store.inbox_pending("telegram", chat_id="7")] == [
         '{"update_id": 101}', '{"update_id": 103}']
     assert await store.inbox_pending("telegram", received_before=time.time() - 60) == []
+    assert len(await store.inbox_pending("telegram", mine=True)) == 3  # this worker kept them
     await store.inbox_done(pending[0][0])
     await store.inbox_done(pending[1][0], error="ValueError")
     assert [body for _, _, body in await store.inbox_pending("telegram")] == ['{"update_id": 103}']

@@ -6,6 +6,7 @@ Each scenario asserts what the citizen's chat and the staff chat show.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -380,6 +381,31 @@ async def test_webhook_mode_checks_the_secret_token(botapi, world, db_path):
         await asyncio.sleep(0.5)
         assert len(await world.bot_messages(CITIZEN)) == 1
         assert await app.store.inbox_pending("telegram") == []  # handled, nothing left for another worker
+    finally:
+        await app.stop()
+
+
+async def test_a_restart_in_webhook_mode_handles_what_the_last_run_kept(botapi, world, db_path):
+    """The last run kept an update (its 200 went to Telegram) and died before handling it: the next
+    start of the same worker answers it at once, not after the orphans' 20 s."""
+    from bot.store.sqlite import SQLiteStore
+
+    update = {"update_id": 91, "message": {"message_id": 1, "date": int(time.time()), "text": "biaya paspor brp",
+                                           "chat": {"id": CITIZEN, "type": "private", "first_name": "W"},
+                                           "from": {"id": CITIZEN, "is_bot": False, "first_name": "W"}}}
+    store = SQLiteStore(db_path)
+    await store.open()
+    assert await store.inbox_add("telegram", "91", str(CITIZEN), json.dumps(update))
+    await store.close()
+    port = _free_port()
+    app = MiaApp(settings_for(botapi, db_path).model_copy(update={
+        "telegram_webhook_url": f"http://127.0.0.1:{port}/telegram", "mia_web_port": port,
+        "telegram_webhook_secret": __import__("pydantic").SecretStr("s3cret-Token_1")}))
+    started = time.monotonic()
+    await app.start()
+    try:
+        [reply] = await world.wait_bot(CITIZEN, 1, timeout=10)
+        assert "Rp350.000" in reply["text"] and time.monotonic() - started < 10
     finally:
         await app.stop()
 

@@ -159,6 +159,10 @@ class TelegramChannel:
             # Updates arrive at routes() on MIA's web server, any worker behind the load balancer.
             await app.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
                                       allowed_updates=Update.ALL_TYPES)
+            # What this worker's last run kept but did not handle (a crash after the 200) goes now;
+            # what other workers left waits for the sweep.
+            for chat in {chat for _, chat, _ in await self.assistant.store.inbox_pending(CHANNEL, mine=True)}:
+                self._spawn(self._drain(chat))
             self._sweeper.start()
             log.info("telegram: webhook at %s", self.webhook_path)
         else:

@@ -186,8 +186,9 @@ class Store(Protocol):
         """Keep an update; False for one already kept under this key (a re-delivery)."""
 
     async def inbox_pending(self, channel: str, chat_id: str | None = None, received_before: float | None = None,
-                            limit: int = 500) -> list[tuple[int, str, str]]:
-        """Kept updates not yet handled, (id, chat id, body), oldest first; of one chat and/or received before."""
+                            limit: int = 500, mine: bool = False) -> list[tuple[int, str, str]]:
+        """Kept updates not yet handled, (id, chat id, body), oldest first; of one chat, received before a
+        time, and/or (mine) kept by this worker (`worker`): at its start, what its last run left."""
 
     async def inbox_done(self, row_id: int, error: str | None = None) -> None:
         """A kept update was handled (or failed for good, with the error)."""

@@ -199,6 +199,7 @@ MIGRATIONS: tuple[str, ...] = (
         received_at double precision NOT NULL,
         processed_at double precision,
         error text,
+        worker text,
         UNIQUE (channel, key)
     );
     CREATE INDEX inbox_pending ON inbox (channel, processed_at, chat_id, id);

@@ -132,17 +132,18 @@ class PostgresWorkTables:
         """Keep a webhook update before answering 200; False for one already kept (a re-delivery)."""
         async with self._tx() as conn:
             return _changed(await conn.execute(
-                "INSERT INTO inbox (channel, key, chat_id, body, received_at) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (channel, key) DO NOTHING", channel, key, chat_id, body, time.time())) == 1
+                "INSERT INTO inbox (channel, key, chat_id, body, received_at, worker) VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (channel, key) DO NOTHING", channel, key, chat_id, body, time.time(), self.worker)) == 1
 
     async def inbox_pending(self, channel: str, chat_id: str | None = None, received_before: float | None = None,
-                            limit: int = 500) -> list[tuple[int, str, str]]:
+                            limit: int = 500, mine: bool = False) -> list[tuple[int, str, str]]:
         """Kept updates not yet handled, (id, chat id, body) in the order they arrived; of one chat,
-        and/or received before a time (the ones a worker that died left behind)."""
+        received before a time (the ones a worker that died left behind), or kept by this worker."""
         rows = await self._read().fetch(
             "SELECT id, chat_id, body FROM inbox WHERE processed_at IS NULL AND channel = $1 "
-            "AND ($2::text IS NULL OR chat_id = $2) AND ($3::float8 IS NULL OR received_at < $3) ORDER BY id LIMIT $4",
-            channel, chat_id, received_before, limit)
+            "AND ($2::text IS NULL OR chat_id = $2) AND ($3::float8 IS NULL OR received_at < $3) "
+            "AND ($5::text IS NULL OR worker = $5) ORDER BY id LIMIT $4",
+            channel, chat_id, received_before, limit, self.worker if mine else None)
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def inbox_done(self, row_id: int, error: str | None = None) -> None:

@@ -210,6 +210,7 @@ MIGRATIONS: tuple[str, ...] = (
         received_at REAL NOT NULL,
         processed_at REAL,
         error TEXT,
+        worker TEXT,
         UNIQUE (channel, key)
     );
     CREATE INDEX inbox_pending ON inbox (channel, processed_at, chat_id, id);

@@ -126,17 +126,19 @@ class WorkTables:
     async def inbox_add(self, channel: str, key: str, chat_id: str, body: str) -> bool:
         """Keep a webhook update before answering 200; False for one already kept (a re-delivery)."""
         return await self._tx(lambda conn: conn.execute(
-            "INSERT INTO inbox (channel, key, chat_id, body, received_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (channel, key) DO NOTHING", (channel, key, chat_id, body, time.time())).rowcount == 1)
+            "INSERT INTO inbox (channel, key, chat_id, body, received_at, worker) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (channel, key) DO NOTHING", (channel, key, chat_id, body, time.time(), self.worker)).rowcount == 1)
 
     async def inbox_pending(self, channel: str, chat_id: str | None = None, received_before: float | None = None,
-                            limit: int = 500) -> list[tuple[int, str, str]]:
+                            limit: int = 500, mine: bool = False) -> list[tuple[int, str, str]]:
         """Kept updates not yet handled, (id, chat id, body) in the order they arrived; of one chat,
-        and/or received before a time (the ones a worker that died left behind)."""
+        received before a time (the ones a worker that died left behind), or kept by this worker."""
+        mine_only = self.worker if mine else None
         async with self._query(
             "SELECT id, chat_id, body FROM inbox WHERE processed_at IS NULL AND channel = ? "
-            "AND (? IS NULL OR chat_id = ?) AND (? IS NULL OR received_at < ?) ORDER BY id LIMIT ?",
-            (channel, chat_id, chat_id, received_before, received_before, limit)) as cur:
+            "AND (? IS NULL OR chat_id = ?) AND (? IS NULL OR received_at < ?) AND (? IS NULL OR worker = ?) "
+            "ORDER BY id LIMIT ?",
+            (channel, chat_id, chat_id, received_before, received_before, mine_only, mine_only, limit)) as cur:
             return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
     async def inbox_done(self, row_id: int, error: str | None = None) -> None:
