@@ -42,7 +42,6 @@ STAFF = {"palembang": -1001, "muaraenim": -1002}
 HOOK_SECRET = "hook-Secret_1"
 WA_SECRET = "app-secret-123"
 SEED = int(os.environ.get("MIA_CRASH_SEED", "20261207"))
-READY_SECONDS = 180.0  # a cold start trains the intent model; two workers share two cores
 
 
 def free_port() -> int:
@@ -59,18 +58,8 @@ class Worker(MiaProcess):
         self.name = name
         self.port = port
 
-    async def ready(self, timeout: float = READY_SECONDS) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2) as http:
-            while True:
-                try:
-                    if (await http.get(f"http://127.0.0.1:{self.port}/healthz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                assert self.proc.poll() is None, f"worker {self.name} exited with {self.proc.returncode}"
-                assert time.monotonic() < deadline, f"worker {self.name} not ready within {timeout:.0f} s"
-                await asyncio.sleep(0.2)
+    async def ready(self) -> None:
+        await super().ready(self.port)
 
 
 class Cluster:

@@ -55,7 +55,6 @@ class ConsoleChannel:
         self._reader = BackgroundTask("console", self._read)
 
     async def start(self) -> None:
-        await self.replies.release()
         self._reader.start()
 
     async def stop(self) -> None:

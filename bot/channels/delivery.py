@@ -7,7 +7,7 @@ import logging
 from bot.core.messages import Incoming, to_payload
 from bot.runtime.staff import SendError
 from bot.store.base import OutboxItem
-from bot.core.tasks import STOP_GRACE_SECONDS, finish
+from bot.core.tasks import STOP_GRACE_SECONDS, KeyedLocks, finish
 
 log = logging.getLogger(__name__)
 
@@ -19,24 +19,17 @@ REPLY_LEASE_SECONDS = 30.0
 class LeasedReplies:
     """A citizen's replies go into the outbox in the answer's transaction, leased to the
     channel, which sends them in the background in order per chat. A failed send hands the
-    rest to the outbox worker; a crash before the send leaves them to the next start, whose
-    `release()` ends the dead process's leases."""
+    rest to the outbox worker; a crash before the send leaves them leased to this worker, and
+    the next start (`MiaApp.start`: `release_outbox`) ends its leases."""
 
     def __init__(self, assistant, sender, channel: str, on_queue=None):
         self.assistant = assistant
         self.sender = sender
         self.channel = channel
         self.on_queue = on_queue
-        self._locks: dict[str, list] = {}  # chat id -> [lock, sends waiting or running]
+        self._locks = KeyedLocks()  # a chat's sends, one after another
         self._tasks: set[asyncio.Task] = set()
         self._behind: set[str] = set()  # chats with replies queued behind ones still being sent
-
-    async def release(self) -> None:
-        """At start-up: replies a previous run committed but never sent go out now."""
-        released = await self.assistant.store.release_outbox(self.channel)
-        if released:
-            log.info("%s: %d replies left unsent by the last run queued again", self.channel, released)
-            self._wake()
 
     async def answer(self, incoming: Incoming, record=None):
         """Handle a citizen's message; its replies commit with it and leave in the background."""
@@ -73,10 +66,8 @@ class LeasedReplies:
         await finish(set(self._tasks), timeout)
 
     async def _send(self, chat_id: str, items: list[OutboxItem]) -> None:
-        entry = self._locks.setdefault(chat_id, [asyncio.Lock(), 0])
-        entry[1] += 1
         try:
-            async with entry[0]:  # replies of one chat leave in the order they were committed
+            async with self._locks.hold(chat_id):  # replies of one chat leave in the order they were committed
                 for n, item in enumerate(items):
                     try:
                         message_id = await self.sender.send(chat_id, item.payload)
@@ -89,12 +80,9 @@ class LeasedReplies:
         except Exception:  # noqa: BLE001 - the rows stay leased; the worker sends them when the lease ends
             log.exception("%s: sending replies to %s failed", self.channel, chat_id)
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._locks.pop(chat_id, None)
-                if chat_id in self._behind:  # the replies queued behind these can leave now
-                    self._behind.discard(chat_id)
-                    self._wake()
+            if chat_id not in self._locks and chat_id in self._behind:  # queued behind these: they can leave
+                self._behind.discard(chat_id)
+                self._wake()
 
     def _wake(self) -> None:
         if self.on_queue is not None:

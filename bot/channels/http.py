@@ -1,10 +1,16 @@
-"""Small helpers shared by the HTTP channels (web chat, WhatsApp webhook)."""
+"""Small helpers shared by the HTTP channels (web chat, WhatsApp and Telegram webhooks)."""
 
 from __future__ import annotations
 
 import hmac
 
 from starlette.requests import Request
+
+
+# A webhook update kept before its 200 and still unhandled this long after it came was left by a
+# worker that stopped or died: any worker handles it then (a message id is handled once, whichever
+# worker gets there).
+ORPHAN_SECONDS = 20.0
 
 
 class BodyTooLarge(Exception):

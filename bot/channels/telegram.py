@@ -19,11 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.channels.delivery import LeasedReplies
-from bot.channels.http import BodyTooLarge, read_body, same_secret
+from bot.channels.http import ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
 from bot.channels.telegram_staff import TelegramStaffConsole
 from bot.core.assistant import Assistant
 from bot.core.messages import CLAIM, CLOSE, DIGEST, FEEDBACK, Button, Incoming, reply_of
-from bot.core.tasks import BackgroundTask, finish
+from bot.core.tasks import BackgroundTask, KeyedLocks, finish
 from bot.runtime.staff import SendError, StaffDesk
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,6 @@ COMMANDS = [
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 MAX_UPDATE_BYTES = 1024 * 1024  # Telegram's updates are a few KB; anything near this is not one
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
-# Kept updates still unhandled this long after they arrived were left by a worker that stopped or
-# died: any worker handles them (a message id is handled once, whichever worker gets there).
-ORPHAN_SECONDS = 20.0
 
 
 def to_html(text: str) -> str:
@@ -137,11 +134,11 @@ class TelegramChannel:
         self.application.add_handler(TypeHandler(Update, self._on_update))
         self.application.add_error_handler(self._on_error)
         self.sender = TelegramSender(self.application)
-        self._chat_locks: dict[int, list] = {}  # chat id -> [lock, updates waiting or running]
+        self._chat_locks = KeyedLocks()  # a chat's updates, one after another
         self.replies = LeasedReplies(assistant, self.sender, CHANNEL, on_queue)
         self._poller = BackgroundTask("telegram-poll", self._poll)
         self._sweeper = BackgroundTask("telegram-inbox", self._sweep)
-        self._drains: dict[str, list] = {}  # chat id -> [lock of the drain of its kept updates, drains]
+        self._drains = KeyedLocks()  # one drain of a chat's kept updates at a time
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
 
@@ -154,7 +151,6 @@ class TelegramChannel:
         except TelegramError as exc:  # commands are a convenience; never a reason not to start
             log.warning("setMyCommands failed: %s", exc)
         await app.start()
-        await self.replies.release()  # replies a previous run committed but never sent
         if self.webhook_url:
             # Updates arrive at routes() on MIA's web server, any worker behind the load balancer.
             await app.bot.set_webhook(self.webhook_url, secret_token=self.webhook_secret,
@@ -220,24 +216,17 @@ class TelegramChannel:
 
     async def _drain(self, chat: str) -> None:
         """Handle a chat's kept updates in the order they arrived, one drain per chat at a time."""
-        entry = self._drains.setdefault(chat, [asyncio.Lock(), 0])
-        entry[1] += 1  # drains of this chat waiting or running: the lock goes when none is left
-        try:
-            async with entry[0]:
-                for row_id, _chat, body in await self.assistant.store.inbox_pending(CHANNEL, chat_id=chat):
-                    if self._stopping:
-                        return
-                    error = None
-                    try:
-                        await self.application.process_update(Update.de_json(json.loads(body), self.application.bot))
-                    except Exception as exc:  # noqa: BLE001 - one bad update must not block the chat
-                        log.exception("telegram: a kept update failed")
-                        error = repr(exc)[:500]
-                    await self.assistant.store.inbox_done(row_id, error)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._drains.pop(chat, None)
+        async with self._drains.hold(chat):
+            for row_id, _chat, body in await self.assistant.store.inbox_pending(CHANNEL, chat_id=chat):
+                if self._stopping:
+                    return
+                error = None
+                try:
+                    await self.application.process_update(Update.de_json(json.loads(body), self.application.bot))
+                except Exception as exc:  # noqa: BLE001 - one bad update must not block the chat
+                    log.exception("telegram: a kept update failed")
+                    error = repr(exc)[:500]
+                await self.assistant.store.inbox_done(row_id, error)
 
     async def _sweep(self) -> None:
         """Updates kept but left unhandled (a worker stopped or died after the 200): handled here."""
@@ -292,15 +281,8 @@ class TelegramChannel:
         chat = update.effective_chat
         if chat is None:
             return
-        entry = self._chat_locks.setdefault(chat.id, [asyncio.Lock(), 0])
-        entry[1] += 1  # updates of this chat in hand: the lock is dropped when none is left
-        try:
-            async with entry[0]:  # one chat's updates one after another, in the order Telegram sent them
-                await self._handle_update(update, context)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._chat_locks.pop(chat.id, None)
+        async with self._chat_locks.hold(chat.id):  # one chat's updates one after another, in Telegram's order
+            await self._handle_update(update, context)
 
     async def _handle_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat

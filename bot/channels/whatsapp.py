@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from bot.core.assistant import Assistant
 from bot.channels.delivery import LeasedReplies
-from bot.channels.http import BodyTooLarge, read_body, same_secret
+from bot.channels.http import ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
 from bot.core.messages import FEEDBACK, Button, Incoming, Reply, option_number, reply_of
 from bot.runtime.staff import SendError
 from bot.core.tasks import BackgroundTask, finish
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "whatsapp"
 MAX_BODY = 1024 * 1024
 WINDOW_SECONDS = 24 * 3600
-ORPHAN_SECONDS = 20.0  # a stored body still unhandled this long after it came was left by a worker that died
 MAX_TEXT = 4096
 MAX_INTERACTIVE_BODY = 1024
 RATE_LIMITED = {130429, 131056}  # throughput / pair rate limit: back off and retry
@@ -184,7 +183,6 @@ class WhatsAppChannel:
 
     async def start(self) -> None:
         await self.sender.start()
-        await self.replies.release()  # replies a previous run committed but never sent
         self._spawn()  # updates stored before a restart but not yet handled
         self._sweeper.start()
 

@@ -1,10 +1,11 @@
-"""Background tasks of a running MIA: started once, cancelled and awaited on stop."""
+"""Background tasks of a running MIA: started once, cancelled and awaited on stop; locks per chat."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Awaitable, Callable, Hashable
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +66,27 @@ class BackgroundTask:
         task, self._task = self._task, None
         if task is not None:
             await cancel({task})
+
+
+class KeyedLocks:
+    """One lock per key (a chat): holders of one key go one after another, in the order they came,
+    other keys meanwhile. A key's lock is kept only while somebody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, list] = {}  # key -> [lock, holders and waiters]
+
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether somebody holds or waits for the key's lock."""
+        return key in self._locks
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
 from pathlib import Path
+
+import httpx
 
 from tests.conftest import ROOT, mia_command
 
@@ -22,6 +25,21 @@ class MiaProcess:
     def start(self) -> None:
         self.proc = subprocess.Popen(mia_command() + ["run"], cwd=ROOT, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
+
+    async def ready(self, port: int, timeout: float = 180.0) -> None:
+        """Until it answers /healthz on `port` (a cold start trains the intent model first); fails
+        at once if the process exited."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as http:
+            while True:
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                assert self.proc.poll() is None, f"mia run exited with {self.proc.returncode}"
+                assert time.monotonic() < deadline, f"mia run not ready within {timeout:.0f} s"
+                await asyncio.sleep(0.2)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -52,12 +52,12 @@ def memory_mb(pid: int) -> dict[str, float]:
     return fields
 
 
-async def wait_started(client: httpx.AsyncClient, base: str = "", timeout: float = 120) -> None:
-    """Until `mia run` (at `base`, or the client's base URL) answers /healthz."""
+async def wait_started(client: httpx.AsyncClient, timeout: float = 30) -> None:
+    """Until `mia run` answers /healthz."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if (await client.get(f"{base}/healthz")).status_code == 200:
+            if (await client.get("/healthz")).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -95,6 +95,7 @@ async def deployment(setup: str, tmp_path: Path, botapi: BotApiServer):
                           tmp_path / "mia.log")
         proc.start()
         try:
+            await proc.ready(port)
             yield f"http://127.0.0.1:{port}", [proc.proc.pid]
         finally:
             proc.stop()
@@ -110,9 +111,8 @@ async def deployment(setup: str, tmp_path: Path, botapi: BotApiServer):
         for w in workers:
             w.start()
         try:
-            async with httpx.AsyncClient(timeout=5) as http:
-                for p in ports:
-                    await wait_started(http, f"http://127.0.0.1:{p}")
+            for w, p in zip(workers, ports):
+                await w.ready(p)
             yield balancer.url, [w.proc.pid for w in workers]
         finally:
             for w in workers:
@@ -128,7 +128,6 @@ async def test_a_thousand_chats_at_once(tmp_path, setup):
         async with deployment(setup, tmp_path, botapi) as (base, pids), \
                 httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as web, \
                 httpx.AsyncClient(base_url=botapi.url, timeout=120, limits=limits) as tg:
-            await wait_started(web, base)
             for _ in pids:  # warm every worker up
                 await web.post("/api/messages", json={"text": "halo", "message_id": "warm"})
             before = {pid: memory_mb(pid) for pid in pids}
