@@ -231,6 +231,46 @@ async def test_a_telegram_citizen_is_answered_from_the_desk(db_path):
         botapi.stop()
 
 
+async def test_an_office_cannot_answer_a_citizen_handed_to_another_office(db_path):
+    """A citizen handed to Palembang, then (after moving) to Muaraenim: Palembang's old thread is
+    over, its staff can neither write to the citizen nor end Muaraenim's conversation."""
+    from tests.fakes.botapi import BotApiServer
+    from tests.test_telegram_e2e import CITIZEN, World
+
+    tokens = {o: staff_add(db_path, f"Staf {o}", o) for o in ("palembang", "muaraenim")}
+    botapi = BotApiServer().start()
+    app = MiaApp(Settings(_env_file=None, telegram_bot_token="123456:TEST-TOKEN", telegram_api_base_url=f"{botapi.url}/bot",
+                          mia_db_path=db_path, mia_web_port=0, mia_outbox_poll_seconds=0.1,
+                          telegram_poll_timeout_seconds=1))
+    await app.start()
+    world = World(botapi)
+    try:
+        await world.send(CITIZEN, "saya di prabumulih, mau bicara dengan petugas")
+        await until(lambda: _has(world, CITIZEN, "diteruskan ke petugas"))
+        await world.send(CITIZEN, "paspor saya mau habis")
+        await world.send(CITIZEN, "kembali ke bot")
+        await until(lambda: _has(world, CITIZEN, "MIA"))
+        await world.send(CITIZEN, "saya sekarang tinggal di lahat, mau bicara dengan petugas")
+        await until(lambda: _count(world, CITIZEN, "diteruskan ke petugas", 2))
+        async with Desk(app, tokens["palembang"]) as palembang, Desk(app, tokens["muaraenim"]) as muaraenim:
+            old = await palembang.thread("paspor saya mau habis")
+            assert old["status"] == "ended"
+            for action in ("reply", "end"):
+                refused = await palembang.act(old["csrf"], action=action, reply_to=old["reply_to"], text="Halo, Pak.")
+                assert refused.status_code == 409 and "Muaraenim" in refused.json()["message"]
+            current = await muaraenim.thread("Lahat")
+            assert current["status"] == "active"
+        await asyncio.sleep(0.5)
+        assert not await _has(world, CITIZEN, "Halo, Pak.")
+    finally:
+        await app.stop()
+        botapi.stop()
+
+
+async def _count(world, chat_id: int, text: str, n: int) -> bool:
+    return sum(text in (m.get("text") or "") for m in await world.bot_messages(chat_id)) >= n
+
+
 async def _has(world, chat_id: int, text: str) -> bool:
     return any(text in (m.get("text") or "") for m in await world.bot_messages(chat_id))
 

@@ -550,4 +550,29 @@ async def test_desk_notices_are_the_delivered_ones_of_the_office(store):
     notices = await store.desk_notices("muaraenim")
     assert [(n["kind"], n["target"], n["payload"]["text"], n["message_id"]) for n in notices] == [
         ("request", "RKT-1", "permintaan baru", "d0"), ("handoff", "web:s1", "pesan warga", "d1")]
-    assert [n["payload"]["text"] for n in await store.desk_notices("muaraenim", limit=1)] == ["pesan warga"]
+    assert [n["payload"]["text"] for n in await store.desk_notices("muaraenim", threads=1)] == ["pesan warga"]
+
+
+async def test_the_desk_keeps_whole_threads_and_every_request_still_waiting(store):
+    """A busy office's newer notices never push an open request, or a thread's first notice (the
+    conversation so far), off its desk."""
+    async with store.unit() as u:
+        waiting = await u.create_request("web", "w1", "muaraenim", "1603", {"applicant_name": "A"})
+        done = await u.create_request("web", "w2", "muaraenim", "1603", {"applicant_name": "B"})
+        await u.set_request_status(done.ref, "done", "Dedi")
+        for ref in (waiting.ref, done.ref):
+            await u.enqueue("desk", "muaraenim", note(f"permintaan {ref}", bind={"kind": "request", "target": ref}))
+        await u.enqueue("desk", "muaraenim", note("riwayat s1", bind={"kind": "handoff", "target": "web:s1"}))
+        for n in range(5):
+            await u.enqueue("desk", "muaraenim", note(f"s2 #{n}", bind={"kind": "handoff", "target": "web:s2"}))
+        await u.enqueue("desk", "muaraenim", note("s1 lagi", bind={"kind": "handoff", "target": "web:s1"}))
+    for n, item in enumerate(await store.due_outbox(time.time() + 1)):
+        await store.outbox_sent(item, f"d{n}")
+    notices = await store.desk_notices("muaraenim", threads=2)
+    by_thread: dict = {}
+    for n in notices:
+        by_thread.setdefault(n["target"], []).append(n["payload"]["text"])
+    assert by_thread == {waiting.ref: [f"permintaan {waiting.ref}"],  # open, however old
+                         "web:s1": ["riwayat s1", "s1 lagi"],  # the whole thread, its first notice too
+                         "web:s2": [f"s2 #{n}" for n in range(5)]}
+    assert [n["id"] for n in notices] == sorted(n["id"] for n in notices)

@@ -202,7 +202,7 @@ class DeskChannel:
                 thread["claimed_by"] = request.claimed_by
                 thread["channel"] = request.channel
             else:
-                thread["status"] = await self._handoff_status(thread["target"])
+                thread["status"] = await self._handoff_status(thread["target"], office)
                 thread["channel"] = thread["target"].split(":", 1)[0]
             # Waiting: a request nobody took yet, a conversation whose last word is the citizen's.
             if thread["status"] == "open" or (thread["status"] == "active" and not thread["items"][-1]["staff"]):
@@ -276,12 +276,14 @@ class DeskChannel:
         rows = await self.store.review_items(since=time.time() - REVIEW_DAYS * 86400)
         return await asyncio.to_thread(groups_to_review, rows, content)
 
-    async def _handoff_status(self, target: str) -> str:
-        """"active" while staff have the conversation, else "ended"."""
+    async def _handoff_status(self, target: str, office: str) -> str:
+        """"active" while this office's staff have the conversation, else "ended" (also when the
+        citizen has since been handed to another office)."""
         channel, _, chat_id = target.partition(":")
         async with self.store.unit() as unit:
             state = await unit.load_state(channel, chat_id)
-        return "active" if state.data.get(HANDOFF_KEY) else "ended"
+        handoff = state.data.get(HANDOFF_KEY) or {}
+        return "active" if handoff.get("office") == office else "ended"
 
     def _office_name(self, office: str) -> str:
         found = self.staff.content.knowledge.office(office)

@@ -115,8 +115,14 @@ class StaffDesk:
         state = await unit.load_state(channel, chat_id)
         render = self.content.responses.render
         kb = self.content.knowledge
+        handoff = state.data.get(HANDOFF_KEY) or {}
+        if handoff and handoff.get("office") != office:
+            # The citizen has since been handed to another office: its staff have the conversation now.
+            other = kb.office(handoff.get("office") or "")
+            return StaffResult(f"Warga ini sekarang ditangani {other.name if other else 'kantor lain'}; "
+                               "pesan tidak dikirim.", False)
         if event.action == "end":
-            if not state.data.get(HANDOFF_KEY):
+            if not handoff:
                 return StaffResult("Percakapan ini tidak sedang ditangani petugas.", False)
             data = dict(state.data)
             held = (data.pop(HANDOFF_KEY) or {}).get("held") or {}

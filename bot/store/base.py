@@ -290,9 +290,10 @@ class Store(Protocol):
     async def end_staff_session(self, session_hash: str) -> None:
         """Sign out: the session opens nothing any more."""
 
-    async def desk_notices(self, office: str, limit: int = 500) -> list[dict]:
-        """The office's desk notices that were delivered, oldest first (the newest `limit`):
-        {id, message_id, kind, target, payload, at}."""
+    async def desk_notices(self, office: str, threads: int = 200) -> list[dict]:
+        """The office's delivered desk notices, oldest first: every notice of its `threads` most recently
+        active threads (a request or a conversation), and of each of its requests still open or claimed
+        however old: {id, message_id, kind, target, payload, at}."""
 
     # -- retention
     async def purge(self, older_than: float, dry_run: bool = False, vacuum: bool = False) -> dict[str, int]:

@@ -79,12 +79,21 @@ class StaffDeskTables:
         await self._tx(lambda conn: conn.execute("DELETE FROM staff_sessions WHERE session_hash = ?",
                                                  (session_hash,)))
 
-    async def desk_notices(self, office: str, limit: int = 500) -> list[dict]:
-        async with self._query(
-            "SELECT o.id, o.sent_message_id, m.kind, m.target, o.payload, o.sent_at FROM outbox o "
-            "JOIN staff_messages m ON m.channel = o.channel AND m.chat_id = o.chat_id "
-            "AND m.message_id = o.sent_message_id WHERE o.channel = 'desk' AND o.chat_id = ? AND o.status = 'sent' "
-            "ORDER BY o.id DESC LIMIT ?", (office, limit)) as cur:
+    async def desk_notices(self, office: str, threads: int = 200) -> list[dict]:
+        async with self._query(DESK_NOTICES, {"office": office, "threads": threads}) as cur:
             rows = await cur.fetchall()
         return [{"id": r[0], "message_id": r[1], "kind": r[2], "target": r[3], "payload": json.loads(r[4]),
-                 "at": r[5]} for r in reversed(rows)]
+                 "at": r[5]} for r in rows]
+
+
+# The desk's threads: the office's most recently active ones, and every request still waiting for staff.
+DESK_NOTICES = """
+    WITH notices AS (
+        SELECT o.id, o.sent_message_id, m.kind, m.target, o.payload, o.sent_at FROM outbox o
+        JOIN staff_messages m ON m.channel = o.channel AND m.chat_id = o.chat_id AND m.message_id = o.sent_message_id
+        WHERE o.channel = 'desk' AND o.chat_id = :office AND o.status = 'sent'),
+    recent AS (SELECT kind, target FROM notices GROUP BY kind, target ORDER BY MAX(id) DESC LIMIT :threads),
+    pending AS (SELECT 'request' AS kind, ref AS target FROM callback_requests
+                WHERE office = :office AND status IN ('open', 'claimed'))
+    SELECT * FROM notices WHERE (kind, target) IN (SELECT * FROM recent) OR (kind, target) IN (SELECT * FROM pending)
+    ORDER BY id"""
