@@ -22,7 +22,7 @@ from bot.channels.delivery import LeasedReplies
 from bot.channels.http import ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
 from bot.channels.telegram_staff import TelegramStaffConsole
 from bot.core.assistant import Assistant
-from bot.core.messages import CLAIM, CLOSE, DIGEST, FEEDBACK, Button, Incoming, reply_of
+from bot.core.messages import CLAIM, CLOSE, DIGEST, FEEDBACK, Button, Incoming, Reply, reply_of, to_payload
 from bot.core.tasks import BackgroundTask, KeyedLocks, finish
 from bot.runtime.staff import SendError, StaffDesk
 
@@ -42,6 +42,12 @@ COMMANDS = [
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 MAX_UPDATE_BYTES = 1024 * 1024  # Telegram's updates are a few KB; anything near this is not one
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
+# An update whose handling fails (a dropped database connection, a full pool, a deadlock) is
+# tried again after each of these pauses, its chat's later updates waiting behind it; after the
+# last the failure is recorded and the citizen is told.
+RETRY_DELAYS = (1.0, 2.0, 4.0)
+NOT_PROCESSED = ("Maaf, pesan Anda belum dapat kami proses karena ada gangguan pada sistem kami. "
+                 "Silakan kirim ulang pesan Anda beberapa saat lagi.")
 
 
 def to_html(text: str) -> str:
@@ -127,7 +133,7 @@ class TelegramChannel:
             .base_url(base_url)
             .base_file_url(base_url.replace("/bot", "/file/bot"))
             .get_updates_read_timeout(30)
-            # Chats are handled concurrently; _on_update keeps each chat's own messages in order.
+            # Chats are handled concurrently; _process keeps each chat's own messages in order.
             .concurrent_updates(64)
             .build()
         )
@@ -135,6 +141,7 @@ class TelegramChannel:
         self.application.add_error_handler(self._on_error)
         self.sender = TelegramSender(self.application)
         self._chat_locks = KeyedLocks()  # a chat's updates, one after another
+        self._failed: dict[int, Exception] = {}  # update id -> what its handler raised (PTB keeps it from us)
         self.replies = LeasedReplies(assistant, self.sender, CHANNEL, on_queue)
         self._poller = BackgroundTask("telegram-poll", self._poll)
         self._sweeper = BackgroundTask("telegram-inbox", self._sweep)
@@ -220,13 +227,14 @@ class TelegramChannel:
             for row_id, _chat, body in await self.assistant.store.inbox_pending(CHANNEL, chat_id=chat):
                 if self._stopping:
                     return
-                error = None
                 try:
-                    await self.application.process_update(Update.de_json(json.loads(body), self.application.bot))
-                except Exception as exc:  # noqa: BLE001 - one bad update must not block the chat
-                    log.exception("telegram: a kept update failed")
-                    error = repr(exc)[:500]
-                await self.assistant.store.inbox_done(row_id, error)
+                    update = Update.de_json(json.loads(body), self.application.bot)
+                except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                    log.exception("telegram: a kept update cannot be read")  # nor ever will be
+                    error = exc
+                else:
+                    error = await self._process(update)  # a stop cancels it: the update stays pending
+                await self.assistant.store.inbox_done(row_id, None if error is None else repr(error)[:500])
 
     async def _sweep(self) -> None:
         """Updates kept but left unhandled (a worker stopped or died after the 200): handled here."""
@@ -273,16 +281,48 @@ class TelegramChannel:
             delay = 1.0
             if not updates:
                 continue
-            # Chats in parallel; _on_update keeps each chat's updates in order (locks are FIFO).
-            await asyncio.gather(*(self.application.process_update(u) for u in updates))
+            # Chats in parallel; _process keeps each chat's updates in order (locks are FIFO) and
+            # tries a failed one again before the offset moves past it.
+            await asyncio.gather(*(self._process(u) for u in updates))
             offset = updates[-1].update_id + 1
 
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _process(self, update: Update) -> Exception | None:
+        """Hand an update to PTB, after the chat's earlier ones. PTB passes a handler's failure to
+        _on_error and returns normally; a failed update is handed over again after each of
+        RETRY_DELAYS (a message is answered once: its claim commits with the answer), and after
+        the last the citizen is told. Returns the last failure, None once handled."""
         chat = update.effective_chat
-        if chat is None:
+        error = None
+        async with self._chat_locks.hold(chat.id if chat else None):  # one after another, in Telegram's order
+            for delay in (*RETRY_DELAYS, None):
+                await self.application.process_update(update)
+                error = self._failed.pop(update.update_id, None)
+                if error is None or delay is None:
+                    break
+                log.warning("telegram: update %s failed (%r); trying again in %.0f s", update.update_id, error, delay)
+                await asyncio.sleep(delay)
+        if error is not None:
+            log.error("telegram: update %s failed %d times, given up: %r", update.update_id,
+                      len(RETRY_DELAYS) + 1, error)
+            await self._not_processed(update)
+        return error
+
+    async def _not_processed(self, update: Update) -> None:
+        """Tell a citizen their message could not be handled (sent directly: the store may be down)."""
+        chat = update.effective_chat
+        if chat is None or chat.type != "private" or self.staff.serves(str(chat.id)):
             return
-        async with self._chat_locks.hold(chat.id):  # one chat's updates one after another, in Telegram's order
+        try:
+            await self.sender.send(str(chat.id), to_payload(Reply(NOT_PROCESSED)))
+        except Exception:  # noqa: BLE001 - the failure is logged already
+            log.exception("telegram: telling chat %s its message failed did not work", chat.id)
+
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
             await self._handle_update(update, context)
+        except Exception as exc:
+            self._failed[update.update_id] = exc  # for _process, which retries it
+            raise  # and PTB logs it through _on_error
 
     async def _handle_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         chat = update.effective_chat
