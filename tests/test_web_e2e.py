@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import MiaApp
+from bot.channels.web import session_chat
 from bot.runtime.config import Settings
 from bot.runtime.staff import StaffEvent
 from tests.conftest import ROOT
@@ -112,7 +113,7 @@ async def test_office_question_buttons_and_history_after_reload(mia, browser):
     assert refused == []
 
 
-async def test_lapor_rakit_request_from_the_page(mia, browser):
+async def test_lapor_rakit_request_from_the_page_leaves_no_old_buttons_after_reload(mia, browser):
     page = await browser.new_page()
     await page.goto(mia.web_url)
     await page.wait_for_selector(".msg.bot")
@@ -125,6 +126,61 @@ async def test_lapor_rakit_request_from_the_page(mia, browser):
     [request] = await mia.store.list_requests()
     assert request.ref == ref and request.office == "muaraenim" and request.channel == "web"
 
+    # After a reload the summary's "Ya, kirim / Ubah / Batal" are gone: only the latest message has buttons.
+    count = await page.locator(".msg").count()
+    await page.reload()
+    await page.locator(".msg").nth(count - 1).wait_for()
+    last = page.locator(".msg").last
+    assert await page.locator(".chip").count() == await last.locator(".chip").count()
+    assert await page.get_by_role("button", name="Ya, kirim").count() == 0
+    assert len(await mia.store.list_requests()) == 1
+
+
+async def start_handoff(page, url: str, staff: RecordingSender) -> None:
+    """The citizen on the page asks for an officer in Baturaja; Muaraenim's staff chat is told."""
+    await page.goto(url)
+    await page.wait_for_selector(".msg.bot")
+    await ask(page, "saya mau bicara dengan petugas")
+    started = await ask(page, "baturaja")
+    assert "diteruskan ke petugas" in started
+    for _ in range(100):
+        if staff.sent:
+            break
+        await page.wait_for_timeout(50)
+    chat_id, notice = staff.sent[0]
+    assert chat_id == "-1002" and "minta bicara dengan petugas" in notice["text"]
+
+
+async def staff_reply(app, text: str = "Halo Bu, silakan tanya di sini."):
+    """Muaraenim's officer replies in the Telegram staff chat to the handoff notice."""
+    return await app.desk.handle(StaffEvent("telegram", "-1002", "u1", "9001", "Petugas Rina", "reply",
+                                            reply_to="1", text=text))
+
+
+async def test_a_staff_reply_that_lands_just_before_the_citizen_sends_is_shown(mia, browser):
+    page = await (await browser.new_context()).new_page()
+    await start_handoff(page, mia.web_url, mia.staff_outbox)
+    # The reply lands before the page's next look at the transcript (its looks fail meanwhile)...
+    def polls(url: str) -> bool:
+        return "/api/messages?" in url
+
+    await page.route(polls, lambda route: route.abort())
+    assert (await staff_reply(mia)).ok
+    key = next(c["value"] for c in await page.context.cookies() if c["name"] == "mia_session")
+    for _ in range(100):
+        if any("silakan tanya" in m["text"] for m in await mia.store.web_messages(session_chat(key))):
+            break
+        await page.wait_for_timeout(50)
+    # ...and the citizen sends at once: the page shows the reply, then the citizen's message.
+    await page.fill("#text", "baik bu, terima kasih")
+    await page.press("#text", "Enter")
+    await page.locator(".msg.user", has_text="terima kasih").wait_for()
+    await page.unroute(polls)
+    await page.wait_for_timeout(3000)  # a poll comes and goes: nothing twice
+    shown = await page.locator(".log").inner_text()
+    assert shown.count("silakan tanya di sini") == 1 and shown.count("baik bu, terima kasih") == 1
+    assert shown.index("silakan tanya di sini") < shown.index("baik bu, terima kasih")
+
 
 async def test_staff_reply_reaches_the_page_and_survives_restart(db_path, browser):
     app = MiaApp(web_settings(db_path))
@@ -133,20 +189,8 @@ async def test_staff_reply_reaches_the_page_and_survives_restart(db_path, browse
     app.worker.senders["telegram"] = staff
     page = await (await browser.new_context()).new_page()
     try:
-        await page.goto(app.web_url)
-        await page.wait_for_selector(".msg.bot")
-        await ask(page, "saya mau bicara dengan petugas")
-        started = await ask(page, "baturaja")
-        assert "diteruskan ke petugas" in started
-        for _ in range(100):
-            if staff.sent:
-                break
-            await page.wait_for_timeout(50)
-        chat_id, notice = staff.sent[0]
-        assert chat_id == "-1002" and "minta bicara dengan petugas" in notice["text"]
-        result = await app.desk.handle(StaffEvent("telegram", "-1002", "u1", "9001", "Petugas Rina", "reply",
-                                                  reply_to="1", text="Halo Bu, silakan tanya di sini."))
-        assert result.ok
+        await start_handoff(page, app.web_url, staff)
+        assert (await staff_reply(app)).ok
         await page.locator(".log").get_by_text("silakan tanya di sini").first.wait_for(timeout=10000)
         port = app.web_server.port
     finally:
@@ -170,6 +214,7 @@ async def test_api_rejects_bad_requests(mia):
         assert (await http.post("/api/messages", json={"text": 5})).status_code == 400
         assert (await http.post("/api/messages", content=b"x" * 20000)).status_code == 413
         assert (await http.get("/api/messages", params={"after": "x"})).status_code == 400
+        assert (await http.post("/api/messages", json={"text": "halo", "after": "x"})).status_code == 400
     async with httpx.AsyncClient(base_url=mia.web_url, cookies={"mia_session": "0" * 32}) as guesser:
         other = await guesser.get("/api/messages")
         assert other.json()["messages"] == []  # an unknown session sees nothing

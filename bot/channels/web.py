@@ -226,11 +226,8 @@ class WebChannel:
 
     async def messages(self, request: Request) -> Response:
         if request.method == "GET":
-            try:
-                after = int(request.query_params.get("after", "0"))
-            except ValueError:
-                after = -1
-            if not 0 <= after < 2**63:  # SQLite's integers: a larger one would be an OverflowError
+            after = message_id_after(request.query_params.get("after", "0"))
+            if after is None:
                 return JSONResponse({"error": "after must be a message id"}, status_code=400)
             address = self.address(request)
             if not await self.reads.admit(address):
@@ -253,6 +250,9 @@ class WebChannel:
         message_id = body.get("message_id") or uuid.uuid4().hex
         if not isinstance(message_id, str) or len(message_id) > 64 or not is_unicode(message_id):
             return JSONResponse({"error": "message_id must be a short string"}, status_code=400)
+        after = message_id_after(body.get("after", 0))  # the last message the page shows
+        if after is None:
+            return JSONResponse({"error": "after must be a message id"}, status_code=400)
         incoming = Incoming(CHANNEL, chat, text[:MAX_TEXT], f"{chat}:{message_id}")
         rows: list[dict] = []
 
@@ -266,7 +266,12 @@ class WebChannel:
                 rows.append({"id": bot_id, "role": "bot", "text": reply.text, "buttons": _buttons(reply)})
 
         outcome = await self.assistant.handle_outcome(incoming, record=record)
-        return self._with_cookie(JSONResponse({"messages": rows, "duplicate": outcome is None}), session)
+        more = False
+        if after and not session.new:  # also what arrived since the page's last message (a staff reply)
+            rows = await self.assistant.store.web_messages(chat, after, READ_ROWS)
+            more = len(rows) >= READ_ROWS
+        return self._with_cookie(JSONResponse({"messages": rows, "more": more, "duplicate": outcome is None}),
+                                 session)
 
     async def set_lang(self, request: Request) -> Response:
         session = await self._posting_session(request)
@@ -308,6 +313,15 @@ class WebChannel:
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
         return body
+
+
+def message_id_after(value) -> int | None:
+    """A transcript position the page sends (`after`: the last message id it shows), or None if it is not one."""
+    try:
+        after = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else -1
+    except ValueError:
+        after = -1
+    return after if 0 <= after < 2**63 else None  # SQLite's integers: a larger one would be an OverflowError
 
 
 def refusal(status: int, notice: str) -> JSONResponse:

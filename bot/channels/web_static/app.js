@@ -53,9 +53,11 @@
     log.querySelectorAll(".chips").forEach(function (c) { c.remove(); });
   }
 
+  // Buttons belong to the latest message only: an older message's buttons go when anything follows it.
   function add(m) {
     if (m.id && m.id <= lastId) { return; }
     if (m.id) { lastId = m.id; }
+    clearChips();
     var li = document.createElement("li");
     li.className = "msg " + (m.role === "user" ? "user" : "bot");
     var who = document.createElement("span");
@@ -66,7 +68,6 @@
     renderText(body, m.text);
     li.appendChild(body);
     if (m.buttons && m.buttons.length) {
-      clearChips();
       var chips = document.createElement("div");
       chips.className = "chips";
       m.buttons.forEach(function (b) {
@@ -112,11 +113,12 @@
     errorBox.hidden = true;
     setBusy(true);
     var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID().replace(/-/g, "") : String(Date.now()) + Math.random();
-    request("POST", "/api/messages", { text: text, message_id: id })
+    // The answer brings everything after the page's last message: a staff reply that came meanwhile too.
+    request("POST", "/api/messages", { text: text, message_id: id, after: lastId })
       // The buttons go only once the message is in: after a failed send they are still there to press.
-      .then(function (data) { clearChips(); data.messages.forEach(add); if (typed) { input.value = ""; } })
+      .then(function (data) { clearChips(); data.messages.forEach(add); if (typed) { input.value = ""; } return data.more; })
       .catch(function (e) { errorBox.textContent = (e && e.notice) || t("error"); errorBox.hidden = false; })
-      .then(function () { setBusy(false); if (typed && !touch) { input.focus(); } });
+      .then(function (more) { setBusy(false); if (more) { poll(); } if (typed && !touch) { input.focus(); } });
   }
 
   function poll() {
