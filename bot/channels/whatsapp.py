@@ -23,7 +23,7 @@ from starlette.routing import Route
 from bot.core.assistant import Assistant
 from bot.channels.delivery import LeasedReplies
 from bot.channels.http import ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
-from bot.core.messages import FEEDBACK, Button, Incoming, Reply, option_number, reply_of
+from bot.core.messages import FEEDBACK, Button, Incoming, Reply, option_number, reply_of, to_payload
 from bot.runtime.staff import SendError
 from bot.core.tasks import BackgroundTask, finish
 
@@ -37,6 +37,13 @@ MAX_INTERACTIVE_BODY = 1024
 RATE_LIMITED = {130429, 131056}  # throughput / pair rate limit: back off and retry
 WINDOW_CLOSED = 131047  # re-engagement: only a template may be sent
 MEDIA = {"image", "audio", "voice", "video", "document", "sticker", "contacts", "reaction", "unsupported"}
+# What a malformed body raises while it is read (a field missing or of another type): it would
+# fail again. Any other failure (the database, the network) may pass: the item is tried again
+# after each of RETRY_DELAYS, the bodies after it waiting, and after the last the citizen is told.
+MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError, RecursionError)
+RETRY_DELAYS = (1.0, 2.0, 4.0)
+NOT_PROCESSED = ("Maaf, pesan Anda belum dapat kami proses karena ada gangguan pada sistem kami. "
+                 "Silakan kirim ulang pesan Anda beberapa saat lagi.")
 MEDIA_KINDS = {"image": "photo", "audio": "voice", "voice": "voice", "video": "video", "document": "document",
                "sticker": "sticker", "contacts": "contact", "reaction": "reaction"}
 
@@ -246,16 +253,55 @@ class WhatsAppChannel:
                 if self._stopping:
                     return
                 try:
-                    errors = await self._handle(json.loads(raw))
-                except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
-                    log.exception("whatsapp update %s failed", row_id)
+                    items = self._items(json.loads(raw))
+                except MALFORMED as exc:  # one bad update must not block the rest
+                    log.exception("whatsapp update %s cannot be read", row_id)
                     errors = [repr(exc)]
+                else:
+                    errors = await self._handle(items)  # a stop cancels it: the body stays pending
                 await self.store.whatsapp_update_done(row_id, "; ".join(errors)[:500] or None)
 
-    async def _handle(self, body: dict) -> list[str]:
+    async def _handle(self, items: list) -> list[str]:
         """Every status and message of an update, each on its own: a malformed one costs the
-        others nothing. Returns what went wrong."""
+        others nothing and is not tried again; one that failed otherwise is, after each of
+        RETRY_DELAYS (a message is answered once: its claim commits with the answer), and after
+        the last its citizen is told. Returns what went wrong."""
         errors = []
+        for delay in (*RETRY_DELAYS, None):
+            failed = []
+            for handle, args in items:
+                try:
+                    await handle(*args)
+                except MALFORMED as exc:
+                    log.exception("whatsapp: an item of an update cannot be read")
+                    errors.append(repr(exc)[:200])
+                except Exception as exc:  # noqa: BLE001
+                    if delay is None:
+                        log.exception("whatsapp: an item of an update failed %d times, given up",
+                                      len(RETRY_DELAYS) + 1)
+                        errors.append(repr(exc)[:200])
+                    else:
+                        log.warning("whatsapp: an item of an update failed (%r); trying again in %.0f s", exc, delay)
+                    failed.append((handle, args))
+            if not failed or delay is None:
+                break
+            items = failed
+            await asyncio.sleep(delay)
+        for message in [args[0] for handle, args in failed if handle == self._message]:
+            await self._not_processed(message)
+        return errors
+
+    async def _not_processed(self, message: dict) -> None:
+        """Tell a citizen their message could not be handled (sent directly: the store may be down)."""
+        try:
+            await self.sender.send(message.get("from") or message.get("from_user_id"),
+                                   to_payload(Reply(NOT_PROCESSED)))
+        except Exception:  # noqa: BLE001 - the failure is logged already
+            log.exception("whatsapp: telling a citizen their message failed did not work")
+
+    def _items(self, body: dict) -> list:
+        """(handler, arguments) for every status and message of an update, in order."""
+        items = []
         for entry in body.get("entry", []):
             for change in entry.get("changes", []):
                 value = change.get("value", {})
@@ -265,15 +311,9 @@ class WhatsAppChannel:
                     for key in ("wa_id", "user_id"):
                         if contact.get(key):
                             names[contact[key]] = name
-                items = [(self._status, (s,)) for s in value.get("statuses", [])]
+                items += [(self._status, (s,)) for s in value.get("statuses", [])]
                 items += [(self._message, (m, names)) for m in value.get("messages", [])]
-                for handle, args in items:
-                    try:
-                        await handle(*args)
-                    except Exception as exc:  # noqa: BLE001
-                        log.exception("whatsapp: an item of an update failed")
-                        errors.append(repr(exc)[:200])
-        return errors
+        return items
 
     async def _status(self, status: dict) -> None:
         codes = [e.get("code") for e in status.get("errors", [])]
