@@ -153,3 +153,84 @@ async def test_abandoned_form_expires_even_across_restarts(content, db_path):
         __import__("bot.core.messages", fromlist=["Incoming"]).Incoming("web", "ttl", "Siti Aminah", "ttl-x"))
     assert "kedaluwarsa" in outcome.replies[0].text
     await store2.close()
+
+
+@pytest.mark.parametrize("officer", ["Bicara dengan petugas", "sy mau ngomong sama petugas aja"])
+async def test_asking_for_an_officer_leaves_the_form(desk, store, officer):
+    chat = Chat(desk)
+    await chat.say("ibu sy sakit minta petugas dtg")
+    await fill(chat, ["Siti", "anak"])
+    left = await chat.say(officer)
+    assert "tidak dikirim" in left.text and "kabupaten/kota" in left.text
+    handed = await chat.say("palembang")
+    assert "diteruskan ke petugas *Kantor Imigrasi Kelas I TPI Palembang*" in handed.text
+    assert "telepon" not in handed.text
+    assert (await chat.say("halo")).text == ""  # staff have the conversation: MIA relays, silent
+    assert await store.list_requests() == []  # no half request
+
+
+async def test_after_an_officer_took_over_the_old_form_does_not_resume(desk):
+    chat = Chat(desk)
+    await chat.say("tolong petugas datang ke rumah di gelumbang, ibu sy sakit keras")
+    await fill(chat, ["Siti"])
+    handed = await chat.say("Bicara dengan petugas")
+    assert "tidak dikirim" in handed.text and "diteruskan ke petugas" in handed.text
+    await chat.say("kembali ke bot")
+    reply = await chat.say("berapa biaya paspor")
+    assert "Rp350.000" in reply.text and "hubungan" not in reply.text.lower()
+
+
+@pytest.mark.parametrize("answers", [["batal aja"], ["Budi", "ga jadi min"], ["Budi", "udah batal aja"],
+                                     ["Budi", "nggak jadi, makasih"], ["Budi", "anak", "gak jadi deh"]])
+async def test_cancel_in_other_words_cancels(desk, store, answers):
+    chat = Chat(desk)
+    await chat.say("ayah sy sakit parah, minta petugas dtg ke rumah")
+    replies = await fill(chat, answers)
+    assert "dibatalkan" in replies[-1].text
+    assert await store.list_requests() == []
+    after = await chat.say("biaya paspor brp")
+    assert "Rp350.000" in after.text
+
+
+@pytest.mark.parametrize("yes", ["ya kirim", "iya benar", "sudah benar min", "ya betul", "Ya, kirim"])
+async def test_yes_in_other_words_sends_the_request(desk, store, yes):
+    chat = Chat(desk)
+    await chat.say("ayah sy sakit parah, minta petugas dtg ke rumah")
+    await fill(chat, ANSWERS)
+    done = await chat.say(yes)
+    assert "RKT-" in done.text
+    assert len(await store.list_requests()) == 1
+
+
+async def test_at_the_summary_a_but_or_a_cancel_is_not_a_yes(desk, store):
+    chat = Chat(desk)
+    await chat.say("ayah sy sakit parah, minta petugas dtg ke rumah")
+    await fill(chat, ANSWERS)
+    change = await chat.say("ya tapi alamatnya salah")
+    assert "Bagian mana" in change.text and "RKT-" not in change.text
+    await chat.say("Alamat")
+    await chat.say("Jl. Merdeka No. 7 RT 02 Pasar Lama")
+    cancelled = await chat.say("batal aja")
+    assert "dibatalkan" in cancelled.text
+    assert await store.list_requests() == []
+
+
+async def test_a_greeting_a_question_or_a_button_is_not_taken_as_the_name(desk):
+    chat = Chat(desk)
+    await chat.say("ayah sy sakit parah, minta petugas dtg ke rumah")
+    for text in ("halo min", "Minta petugas datang", "ini buat apa ya?"):
+        reply = await chat.say(text)
+        assert "nama lengkap pemohon" in reply.text.lower() and "hubungan" not in reply.text.lower()
+    about = await chat.say("lapor rakit itu apa sih?")
+    assert "Lapor Rakit" in about.text and "nama lengkap pemohon" in about.text.lower()
+    assert "hubungan" not in about.text.lower()
+    named = await chat.say("Pak Darto")
+    assert "hubungan" in named.text.lower()
+
+
+async def test_a_name_that_starts_like_a_greeting_is_a_name(desk):
+    chat = Chat(desk)
+    await chat.say("ayah sy sakit parah, minta petugas dtg ke rumah")
+    replies = await fill(chat, ["Selamat Riyadi", "anak", "0812 3456 7890", "Jl. Merdeka No. 5 RT 02 Pasar Lama",
+                                "lahat", "stroke", "Senin"])
+    assert "Nama pemohon: Selamat Riyadi" in replies[-1].text

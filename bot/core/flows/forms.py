@@ -35,7 +35,9 @@ def _text(raw: str, min_len: int, max_len: int, min_letters: int = 2) -> Answer:
 
 
 def validate_name(raw: str, _ctx) -> Answer:
-    """A person's name: letters, 2 to 80 characters, at most a few digits."""
+    """A person's name: letters, 2 to 80 characters, at most a few digits, never a question."""
+    if "?" in raw:
+        return Answer(error="not_a_name")
     answer = _text(raw, 2, 80)
     if answer.error is None and sum(ch.isdigit() for ch in raw) > 2:
         return Answer(error="name_digits")

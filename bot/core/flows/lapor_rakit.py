@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from bot.core.flows import forms
 from bot.core.flows.state import FORM_KEY, HOME_KEY
 from bot.core.messages import CLAIM, CLOSE, Button, Reply
+from bot.core.nlu.normalize import clean, expand_slang
 from bot.core.nlu.places import tokens_of
 from bot.core.turn import Effect, Outcome, PlaceContext, Turn, place_context
 
@@ -20,15 +21,20 @@ if TYPE_CHECKING:  # pragma: no cover
 INTENT = "callback_request"
 HANDOFF = "human_handoff"
 REF_PLACEHOLDER = "{ref}"  # the confirmation is rendered before the request has its reference
-YES = {"ya", "y", "iya", "yes", "ok", "oke", "benar", "betul", "kirim", "setuju", "sudah benar"}
-CHANGE = {"ubah", "ganti", "edit", "change", "koreksi", "perbaiki"}
-CANCEL = {"batal", "/batal", "cancel", "batalkan", "tidak jadi", "gak jadi", "ga jadi", "nggak jadi"}
+# Words of a short reply, read after the chat slang is expanded ("gak jadi" is "tidak jadi").
+SHORT_REPLY = 6  # words: a longer message is an answer or a question, not a yes or a cancel
+YES = frozenset("ya y iya yes yep yup yoi ok oke okay sip siap benar bener betul kirim setuju sudah lanjut send "
+                "correct right".split())
+CHANGE = ("ubah", "ganti", "edit", "change", "koreksi", "perbaik", "ralat", "revisi", "salah", "keliru", "wrong")
+CANCEL = frozenset("batal batalkan batalin cancel stop gajadi".split())
+NOT_NOW = "jadi"  # "tidak jadi": after a "no", the citizen called it off
+NO = frozenset("tidak bukan jangan jgn belum no not nope tapi but".split())
 QUESTION_WORDS = frozenset(
     "apa apakah berapa brp bagaimana gimana gmn dimana dmn kapan kpn kenapa bisakah boleh how what where when why "
     "can could is are do does".split()
 )
 # Intents that belong to the form itself: never treated as a question in the middle of it.
-FORM_INTENTS = frozenset({INTENT, "svc_lapor_rakit", "greeting", "thanks"})
+FORM_INTENTS = frozenset({INTENT, "greeting", "thanks"})
 BUTTONS = {
     "id": {"yes": "Ya, kirim", "change": "Ubah", "cancel": "Batal", "officer": "Bicara dengan petugas"},
     "en": {"yes": "Yes, send", "change": "Change", "cancel": "Cancel", "officer": "Talk to an officer"},
@@ -123,23 +129,29 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
     state.data[FORM_KEY] = form
     lang = state.lang
     said = " ".join(text.lower().split()).strip(" .!")
-    if said in CANCEL or said == BUTTONS[lang]["cancel"].lower():
+    expanded, words = _words(content, text)
+    if _cancels(expanded, words):
         state.data.pop(FORM_KEY)
         return turn.reply("form_cancelled", INTENT, 1.0, buttons=("help",))
     if (said in (BUTTONS["id"]["officer"].lower(), BUTTONS["en"]["officer"].lower()) or u.intent == HANDOFF) \
             and turn.switch is not None:
-        return turn.switch(turn, HANDOFF, u, turn.home())
+        # The officer takes it from here: the unfinished form is dropped, and the citizen told so.
+        state.data.pop(FORM_KEY)
+        left = turn.reply("form_cancelled", INTENT, 1.0, for_officer=True)
+        return turn.switch(turn, HANDOFF, u, turn.home()).after(left.replies)
     if _is_question(text, u):
         # Answer the question, then ask the form's question again.
         answer = turn.reply(content.intents.get(u.intent).response, u.intent, u.confidence, understanding=u)
         return answer.then(_question(turn, form).replies)
+    if _not_an_answer(content, text, u):
+        return _question(turn, form)
     step = form["step"]
     if step == forms.CONFIRM:
-        if said in YES or said == BUTTONS[lang]["yes"].lower():
-            return _confirmed(turn, form)
-        if said in CHANGE or said == BUTTONS[lang]["change"].lower():
+        if len(words) <= SHORT_REPLY and _changes(words):
             form["step"] = forms.CHOOSE_FIELD
             return _question(turn, form)
+        if len(words) <= SHORT_REPLY and words & YES and not words & NO:
+            return _confirmed(turn, form)
         return _wrong(turn, form, "confirm_unclear")
     if step == forms.CHOOSE_FIELD:
         field = _field_from_label(said, lang)
@@ -160,11 +172,42 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
     return _question(turn, form)
 
 
+def _words(content: "Content", text: str) -> tuple[list[str], frozenset[str]]:
+    """The message's words with the chat slang expanded ("gak jadi" is "tidak jadi"), and the set of
+    its words as written or expanded (a "ya" expands to nothing)."""
+    written = clean(text).split()
+    expanded = expand_slang(written, content.matcher.lexicon)
+    return expanded, frozenset(written + expanded)
+
+
+def _cancels(expanded: list[str], words: frozenset[str]) -> bool:
+    """A short message that calls the request off: "batal aja", "gak jadi deh", "udah stop"."""
+    if len(words) > SHORT_REPLY:
+        return False
+    return bool(CANCEL & words) or any(w == NOT_NOW and expanded[i - 1] in NO for i, w in enumerate(expanded) if i)
+
+
+def _changes(words: frozenset[str]) -> bool:
+    return any(stem in w for w in words for stem in CHANGE)
+
+
 def _is_question(text: str, u: "Understanding") -> bool:
-    if u.intent is None or u.intent in FORM_INTENTS or u.only_places or u.by_title:
+    """A question about something else (typed, or another answer's button): answered, then the form goes on."""
+    if u.intent is None or u.intent in FORM_INTENTS or u.only_places:
         return False
     words = set(re.findall(r"\w+", text.lower()))
-    return "?" in text or bool(words & QUESTION_WORDS)
+    return u.by_title or "?" in text or bool(words & QUESTION_WORDS)
+
+
+def _not_an_answer(content: "Content", text: str, u: "Understanding") -> bool:
+    """The form's own button again, or a greeting or thanks and nothing else: the question is asked again."""
+    if u.by_title:
+        return u.intent in FORM_INTENTS
+    if u.intent not in content.matcher.small_talk:
+        return False
+    said = clean(text)
+    return not clean(content.matcher.lexicon.past_preamble(text)) or \
+        any(clean(e.text) == said for e in content.intents.get(u.intent).examples)
 
 
 def _question(turn: Turn, form: dict, error: str | None = None) -> Outcome:
