@@ -201,3 +201,30 @@ async def test_no_birth_certificate_is_answered_with_the_alternatives(chat):
     await chat.say("persyaratan bikin paspor baru apa ya")
     reply = await chat.say("kalau tidak punya akta lahir?")
     assert "ijazah" in reply.text and "Disdukcapil" not in reply.text
+
+
+STAFF = {"palembang": ("telegram", "-100100"), "muaraenim": ("telegram", "-100200")}
+
+
+async def test_an_office_asked_about_is_not_where_the_citizen_lives(content, store):
+    assistant = Assistant(content, store, staff_chats=STAFF)
+    for n, talk in enumerate((["sy tinggal di prabumulih", "kantor imigrasi muara enim buka jam brp?",
+                               "mau ngomong sm petugas"],
+                              ["sy tinggal di sukarami palembang",
+                               "bisa bikin paspor di kantor imigrasi muara enim aja ga?", "Bicara dengan petugas"])):
+        chat = Chat(assistant, chat_id=f"warga-{n}")
+        for text in talk:
+            reply = await chat.say(text)
+        assert "diteruskan ke petugas *Kantor Imigrasi Kelas I TPI Palembang*" in reply.text
+        assert "Muaraenim" not in reply.text
+
+
+async def test_a_citizen_outside_sumsel_asking_for_an_officer_is_told_why(content, store):
+    chat = Chat(Assistant(content, store, staff_chats=STAFF), chat_id="warga-jakarta")
+    await chat.say("Bicara dengan petugas")
+    reply = await chat.say("jakarta")
+    assert "luar Sumatera Selatan" in reply.text and "M-Paspor" in reply.text
+    assert "Boleh tahu Anda tinggal" not in reply.text
+    assert await staff_notices(store, "-100100") == [] and await staff_notices(store, "-100200") == []
+    lahat = await chat.say("oh sy di lahat")
+    assert "diteruskan ke petugas *Kantor Imigrasi Kelas II Non TPI Muaraenim*" in lahat.text

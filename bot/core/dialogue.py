@@ -11,7 +11,8 @@ from bot.core.content import Content
 from bot.core.flows.base import Flow
 from bot.core.flows.state import COMPLAINT_REGION, HANDOFF_REGION, HOME_KEY
 from bot.core.messages import Button
-from bot.core.nlu.matcher import MARKERS, Understanding
+from bot.core.nlu.matcher import MARKERS, OFFICE_WORDS, Understanding
+from bot.core.nlu.places import PlaceMatch
 from bot.core.privacy import review_text
 from bot.core.turn import (FEEDBACK_TITLES, Effect, Outcome, PlaceContext, Turn, home_context, place_context,
                            reply, with_feedback)
@@ -44,6 +45,12 @@ FEEDBACK_YES = frozenset(" ".join(t[0].lower().split()[1:]) for t in FEEDBACK_TI
 FEEDBACK_NO = frozenset(" ".join(t[1].lower().split()[1:]) for t in FEEDBACK_TITLES.values())
 # Answers that ask for no feedback: small talk, menus of their own, and the flows.
 NO_FEEDBACK = frozenset({"help", "bot_identity", "services_list", HANDOFF, "complaint", "callback_request", ASK_REGION})
+
+
+def homes(content: Content, matches: tuple[PlaceMatch, ...]) -> tuple[PlaceMatch, ...]:
+    """The places a message names as where someone is: not an office named by its town ("kanim palembang")."""
+    seats = content.matcher.seat_names
+    return tuple(m for m in matches if not (m.text in seats and m.preceded_by in OFFICE_WORDS))
 
 
 class Dialogue:
@@ -137,16 +144,21 @@ class Dialogue:
             labels = (Effect("label", context={"ref": menu["ref"], "intent": intent}),)
 
         ctx = place_context(content, places.matches)
+        # Where the citizen is: the places named, except an office named by its town ("kanim muara enim").
+        home = place_context(content, homes(content, places.matches))
         if remembered and not places.matches and not places.outside:
             ctx = replace(ctx, region=content.knowledge.regency(remembered["region"]),
                           office=content.knowledge.office_for(remembered["region"]), place=remembered["place"])
-        if ctx.region is not None:
-            new_state.data[HOME_KEY] = {"region": ctx.region.code, "place": ctx.place}
-        elif intent == ASK_REGION and not places.outside and not ctx.ambiguous:
+            home = home if remembered.get("office") else ctx
+        if home.region is not None:
+            new_state.data[HOME_KEY] = {"region": home.region.code, "place": home.place}
+        elif ctx.region is None and intent == ASK_REGION and not places.outside and not ctx.ambiguous:
             ctx = home_context(content, new_state)  # "daerah saya": where the citizen said they live
         if intent == ASK_REGION:
             return self._office_for_region(content, new_state, u, confidence, ctx).after(notes)
         if intent in self._starts:
+            if ctx.region is not None and home.region is None:
+                ctx = replace(ctx, as_office=True)
             return self._starts[intent].start(turn, intent, u, ctx).after(notes)
         if intent == "request_status":  # the assistant looks the chat's request up in the store
             return turn.reply("request_status", intent, confidence, ref="", request=None, office=None, asked=True,
@@ -227,7 +239,8 @@ class Dialogue:
             state.data[MENU_KEY] = {"options": list(offered) + [HANDOFF]}
             ctx = place_context(content, matches)
             if ctx.region is not None:
-                state.data[LAST_PLACE] = {"region": ctx.region.code, "place": ctx.place}
+                state.data[LAST_PLACE] = {"region": ctx.region.code, "place": ctx.place,
+                                          "office": not homes(content, matches)}
             outcome = reply(content, state, "clarify", None, u.confidence, buttons=offered + (HANDOFF,),
                             understanding=u, region=ctx.region, office=ctx.office, place=ctx.place)
             return replace(outcome, offered=offered + (HANDOFF,))

@@ -69,6 +69,7 @@ class PlaceContext:
     place: str | None = None  # the most specific name the citizen used
     ambiguous: tuple[tuple[str, Office], ...] = ()  # (place, office) when places of several offices were named
     also_outside: str | None = None
+    as_office: bool = False  # named only as an office ("kanim muara enim"): not where the citizen is
 
 
 @dataclass(slots=True)

@@ -50,10 +50,15 @@ class HandoffFlow:
         `intent` is human_handoff or complaint; each has its own answer (the template of that name).
         """
         state = turn.state
-        if place.region is None:
+        if place.region is None or place.as_office:  # the office serving where the citizen lives
             home = turn.home()
             place = home if home.region is not None else place
         confidence = u.confidence if u else 1.0
+        outside = u.places.outside if u and place.region is None else ()
+        if outside:  # no office MIA serves covers it: said plainly, not the same question again
+            state.pending = COMPLAINT_REGION if intent == COMPLAINT else HANDOFF_REGION
+            return turn.reply("outside_region", intent, confidence, understanding=u, outside=outside[0].place,
+                              buttons=("office_list",))
         if place.region is None:
             state.pending = COMPLAINT_REGION if intent == COMPLAINT else HANDOFF_REGION
             template = COMPLAINT if intent == COMPLAINT else "ask_region"
