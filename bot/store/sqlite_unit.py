@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -97,14 +98,24 @@ class SQLiteUnit:
         try:
             await self._call(commit)
         except BaseException:
-            if self._db.in_transaction:
-                await self._db.execute_fetchall("ROLLBACK")
+            await self._rollback()
             raise
 
     async def _abort(self) -> None:
         self._pending.clear()
-        if self._begun and self._db.in_transaction:
-            await self._db.execute_fetchall("ROLLBACK")
+        if self._begun:
+            await self._rollback()
+
+    async def _rollback(self) -> None:
+        """ROLLBACK if a transaction is open, decided on aiosqlite's thread behind the unit's own
+        hops: one cancelled while queued or waiting for the write lock still runs (BEGIN IMMEDIATE
+        and all), and reading `in_transaction` here would miss it. Shielded, so a cancellation now
+        cannot leave the transaction open for the next unit on the shared connection."""
+        def rollback(conn) -> None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+        await asyncio.shield(_in_thread(self._db, rollback))
 
     # -- callback requests ---------------------------------------------------------------
 
