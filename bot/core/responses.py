@@ -94,12 +94,18 @@ def cite(facts: Any, lang: str = "id", today: date | None = None) -> str:
 
 
 _MONTH_WORD = re.compile(r"\b(" + "|".join(MONTHS["id"]) + r")\b")
+# The common words of the data's cites, for readers of English (a newspaper's name stays as it is).
+CITE_WORDS = {"en": {"laporan media": "media reports", "situs kantor imigrasi": "immigration office website",
+                     "berita": "news reports"}}
+_CITE_WORD = re.compile(r"\b(" + "|".join(sorted(CITE_WORDS["en"], key=len, reverse=True)) + r")\b")
 
 
 def _months_in(text: str, lang: str) -> str:
-    """Month names of a cite written in the reader's language ("Agustus 2022" -> "August 2022")."""
+    """A cite in the reader's language: month names ("Agustus 2022" -> "August 2022") and the
+    common words ("berita 2023-2024" -> "news reports 2023-2024")."""
     if lang == "id":
         return text
+    text = _CITE_WORD.sub(lambda m: CITE_WORDS[lang][m.group(1)], text) if lang in CITE_WORDS else text
     return _MONTH_WORD.sub(lambda m: MONTHS[lang][MONTHS["id"].index(m.group(1))], text)
 
 
