@@ -7,6 +7,7 @@ Screenshots of the desk land in var/test-artifacts/ (and docs/ takes its picture
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -190,6 +191,22 @@ class Desk:
         return await self.http.post("/staff/api/act", json=body, headers={"X-CSRF-Token": csrf})
 
 
+async def test_the_desk_refuses_odd_requests_instead_of_failing(desk_app):
+    """A signed-in desk's odd requests get a refusal it can show, never a server error."""
+    async with Desk(desk_app, desk_app.tokens["palembang"]) as desk:
+        csrf = (await desk.http.get("/staff/api/queue")).json()["csrf"]
+        odd_token = await desk.http.post("/staff/api/act", json={"action": "claim", "ref": "RKT-2026-000001"},
+                                         headers={"X-CSRF-Token": "tökén".encode()})
+        assert odd_token.status_code == 403
+        for body in (b'{"action": "claim", "ref": "\\ud800"}',
+                     b'{"action": "reply", "reply_to": "1", "text": "\\ud800"}'):
+            lone = await desk.http.post("/staff/api/act", content=body,
+                                        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+            assert lone.status_code == 400, lone.text
+        big = await desk.act(csrf, action="reply", reply_to="1", text="x" * 9000)
+        assert big.status_code == 413
+
+
 async def until(check, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while not (found := await check()):
@@ -198,18 +215,29 @@ async def until(check, timeout: float = 10.0):
     return found
 
 
-async def test_a_telegram_citizen_is_answered_from_the_desk(db_path):
+@contextlib.asynccontextmanager
+async def telegram_mia(db_path):
+    """MIA with citizens on Telegram (a local Bot API server) and the desk on its web port."""
     from tests.fakes.botapi import BotApiServer
-    from tests.test_telegram_e2e import CITIZEN, World
+    from tests.test_telegram_e2e import World
+
+    botapi = BotApiServer().start()
+    app = MiaApp(Settings(_env_file=None, telegram_bot_token="123456:TEST-TOKEN",
+                          telegram_api_base_url=f"{botapi.url}/bot", mia_db_path=db_path, mia_web_port=0,
+                          mia_outbox_poll_seconds=0.1, telegram_poll_timeout_seconds=1))
+    await app.start()
+    try:
+        yield app, World(botapi)
+    finally:
+        await app.stop()
+        botapi.stop()
+
+
+async def test_a_telegram_citizen_is_answered_from_the_desk(db_path):
+    from tests.test_telegram_e2e import CITIZEN
 
     token = staff_add(db_path, "Dedi Muaraenim", "muaraenim")
-    botapi = BotApiServer().start()
-    app = MiaApp(Settings(_env_file=None, telegram_bot_token="123456:TEST-TOKEN", telegram_api_base_url=f"{botapi.url}/bot",
-                          mia_db_path=db_path, mia_web_port=0, mia_outbox_poll_seconds=0.1,
-                          telegram_poll_timeout_seconds=1))
-    await app.start()
-    world = World(botapi)
-    try:
+    async with telegram_mia(db_path) as (app, world):
         await world.send(CITIZEN, "saya mau bicara dengan petugas")
         await until(lambda: _has(world, CITIZEN, "kabupaten"))
         await world.send(CITIZEN, "saya di baturaja")
@@ -226,25 +254,15 @@ async def test_a_telegram_citizen_is_answered_from_the_desk(db_path):
             assert ended.status_code == 200
             await until(lambda: _has(world, CITIZEN, "MIA"))
             assert (await desk.thread("kena air"))["status"] == "ended"
-    finally:
-        await app.stop()
-        botapi.stop()
 
 
 async def test_an_office_cannot_answer_a_citizen_handed_to_another_office(db_path):
     """A citizen handed to Palembang, then (after moving) to Muaraenim: Palembang's old thread is
     over, its staff can neither write to the citizen nor end Muaraenim's conversation."""
-    from tests.fakes.botapi import BotApiServer
-    from tests.test_telegram_e2e import CITIZEN, World
+    from tests.test_telegram_e2e import CITIZEN
 
     tokens = {o: staff_add(db_path, f"Staf {o}", o) for o in ("palembang", "muaraenim")}
-    botapi = BotApiServer().start()
-    app = MiaApp(Settings(_env_file=None, telegram_bot_token="123456:TEST-TOKEN", telegram_api_base_url=f"{botapi.url}/bot",
-                          mia_db_path=db_path, mia_web_port=0, mia_outbox_poll_seconds=0.1,
-                          telegram_poll_timeout_seconds=1))
-    await app.start()
-    world = World(botapi)
-    try:
+    async with telegram_mia(db_path) as (app, world):
         await world.send(CITIZEN, "saya di prabumulih, mau bicara dengan petugas")
         await until(lambda: _has(world, CITIZEN, "diteruskan ke petugas"))
         await world.send(CITIZEN, "paspor saya mau habis")
@@ -262,9 +280,6 @@ async def test_an_office_cannot_answer_a_citizen_handed_to_another_office(db_pat
             assert current["status"] == "active"
         await asyncio.sleep(0.5)
         assert not await _has(world, CITIZEN, "Halo, Pak.")
-    finally:
-        await app.stop()
-        botapi.stop()
 
 
 async def _count(world, chat_id: int, text: str, n: int) -> bool:

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from bot.channels.http import BodyTooLarge, read_body
+from bot.channels.http import BodyTooLarge, is_unicode, read_body, same_secret
 from bot.content.checks import check_content
 from bot.content.review import confirm, describe, drop, groups_to_review, suggest
 from bot.core.flows.state import HANDOFF_KEY
@@ -119,20 +119,26 @@ class DeskChannel:
         host = request.headers.get("host", "").lower()
         if not origin or not (origin in self.allowed_origins or origin.split("://", 1)[-1] == host):
             return JSONResponse({"error": "cross-site request refused"}, status_code=403)
-        if not secrets.compare_digest(request.headers.get("x-csrf-token", ""), who["csrf"]):
+        if not same_secret(request.headers.get("x-csrf-token", ""), who["csrf"]):
             return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
         return None
 
     async def _write_body(self, request: Request, who: dict | None) -> dict | Response:
-        """The JSON object a write carries, or the refusal to send (see _refused_write; 400 for bad JSON)."""
+        """The JSON object a write carries, or the refusal to send (see _refused_write; 413 for too
+        large, 400 for bad JSON or text that cannot be stored, such as a lone surrogate "\\ud800")."""
         refused = self._refused_write(request, who)
         if refused is not None:
             return refused
         try:
             data = json.loads(await read_body(request, MAX_BODY) or b"{}")
-        except (BodyTooLarge, ValueError):
-            data = None
-        return data if isinstance(data, dict) else JSONResponse({"error": "bad request"}, status_code=400)
+            storable = is_unicode(json.dumps(data, ensure_ascii=False))
+        except BodyTooLarge:
+            return JSONResponse({"error": "Permintaan terlalu besar. / The request is too large."}, status_code=413)
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+            data, storable = None, False
+        if not isinstance(data, dict) or not storable:
+            return JSONResponse({"error": "bad request"}, status_code=400)
+        return data
 
     # -- routes -----------------------------------------------------------------------------
 
