@@ -207,6 +207,19 @@ async def test_the_desk_refuses_odd_requests_instead_of_failing(desk_app):
         assert big.status_code == 413
 
 
+async def test_the_desk_shows_a_citizens_line_that_starts_like_the_telegram_instruction(desk_app):
+    """Only the staff chat's "Balas (reply) pesan ini ..." line is left out, never the citizen's words."""
+    async with httpx.AsyncClient(base_url=desk_app.web_url, headers={"Origin": desk_app.web_url}) as citizen:
+        for text in ("saya mau bicara dengan petugas", "baturaja",
+                     "Balas (reply) ke nomor saya saja bu\nBalas (reply) pesan ini kalau paspor saya sudah jadi"):
+            assert (await citizen.post("/api/messages", json={"text": text})).status_code == 200
+    async with Desk(desk_app, desk_app.tokens["muaraenim"]) as desk:
+        thread = await desk.thread("paspor saya sudah jadi")
+    shown = "\n".join(item["text"] for item in thread["items"])
+    assert "Balas (reply) ke nomor saya saja bu\nBalas (reply) pesan ini kalau paspor saya sudah jadi" in shown
+    assert "untuk menjawab" not in shown  # the instruction to Telegram staff
+
+
 async def until(check, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while not (found := await check()):

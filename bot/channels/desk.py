@@ -41,6 +41,7 @@ _TAGS = re.compile(r"<[^>]+>")
 ACTIONS = {"claim", "done", "reply", "end"}
 OPERATORS = "operators"  # `mia staff add NAME --office operators`: the review queue, no office's citizens
 REVIEW_DAYS = 30
+TELEGRAM_INSTRUCTION = "Balas (reply) pesan ini untuk "  # how the staff templates' last line begins
 
 
 def token_hash(token: str) -> str:
@@ -54,9 +55,13 @@ def new_link_token() -> str:
 
 def plain(staff_html: str) -> str:
     """A staff notice (Telegram HTML, every value escaped) as plain text for the page's textContent,
-    without the Telegram group's "Balas (reply) ..." instruction (the desk has its own buttons)."""
-    text = html.unescape(_TAGS.sub("", staff_html))
-    return "\n".join(line for line in text.splitlines() if not line.startswith("Balas (reply)")).strip()
+    without the Telegram group's instruction (the desk has its own buttons): the last line of
+    responses/id/staff_{handoff,request,citizen_message}.j2, after the citizen's words, which stay
+    whatever they say."""
+    lines = html.unescape(_TAGS.sub("", staff_html)).strip().splitlines()
+    if lines and lines[-1].startswith(TELEGRAM_INSTRUCTION):
+        lines.pop()
+    return "\n".join(lines).strip()
 
 
 class DeskSender:
