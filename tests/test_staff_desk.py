@@ -207,6 +207,28 @@ async def test_the_desk_refuses_odd_requests_instead_of_failing(desk_app):
         assert big.status_code == 413
 
 
+async def test_the_desks_refusals_say_why_in_indonesian_then_english(desk_app):
+    """What the desk shows staff when it refuses an action (desk.js puts `error` in the notice)."""
+    async with Desk(desk_app, desk_app.tokens["palembang"]) as desk:
+        csrf = (await desk.http.get("/staff/api/queue")).json()["csrf"]
+        claim = {"action": "claim", "ref": "RKT-2026-000001"}
+        form = {"X-CSRF-Token": csrf, "Content-Type": "application/x-www-form-urlencoded"}
+        refusals = {
+            "Sesi ini sudah tidak berlaku": await desk.http.post("/staff/api/act", json=claim,
+                                                                  headers={"X-CSRF-Token": "an-old-token"}),
+            "Permintaan dari situs lain": await desk.http.post("/staff/api/act", json=claim, headers={
+                "X-CSRF-Token": csrf, "Origin": "https://evil.example"}),
+            "Permintaan harus berupa JSON": await desk.http.post("/staff/api/act", content="action=claim",
+                                                                  headers=form),
+            "Permintaan tidak dapat dibaca": await desk.http.post("/staff/api/act", content=b"not json", headers={
+                "X-CSRF-Token": csrf, "Content-Type": "application/json"}),
+            "Tindakan tidak dikenal": await desk.act(csrf, action="fly"),
+        }
+    for indonesian, refused in refusals.items():
+        said = refused.json()["error"]
+        assert refused.status_code in (400, 403, 415) and said.startswith(indonesian) and " / " in said, said
+
+
 async def test_the_desk_shows_a_citizens_line_that_starts_like_the_telegram_instruction(desk_app):
     """Only the staff chat's "Balas (reply) pesan ini ..." line is left out, never the citizen's words."""
     async with httpx.AsyncClient(base_url=desk_app.web_url, headers={"Origin": desk_app.web_url}) as citizen:

@@ -119,13 +119,16 @@ class DeskChannel:
         if who is None:
             return JSONResponse({"error": "masuk dulu / sign in first"}, status_code=401)
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            return JSONResponse({"error": "content type must be application/json"}, status_code=415)
+            return JSONResponse({"error": "Permintaan harus berupa JSON; muat ulang halaman. / "
+                                          "The request must be JSON; reload the page."}, status_code=415)
         origin = (request.headers.get("origin") or "").rstrip("/").lower()
         host = request.headers.get("host", "").lower()
         if not origin or not (origin in self.allowed_origins or origin.split("://", 1)[-1] == host):
-            return JSONResponse({"error": "cross-site request refused"}, status_code=403)
+            return JSONResponse({"error": "Permintaan dari situs lain ditolak. / "
+                                          "A request from another site is refused."}, status_code=403)
         if not same_secret(request.headers.get("x-csrf-token", ""), who["csrf"]):
-            return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
+            return JSONResponse({"error": "Sesi ini sudah tidak berlaku; muat ulang halaman. / "
+                                          "This session is no longer valid; reload the page."}, status_code=403)
         return None
 
     async def _write_body(self, request: Request, who: dict | None) -> dict | Response:
@@ -142,7 +145,8 @@ class DeskChannel:
         except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             data, storable = None, False
         if not isinstance(data, dict) or not storable:
-            return JSONResponse({"error": "bad request"}, status_code=400)
+            return JSONResponse({"error": "Permintaan tidak dapat dibaca; muat ulang halaman. / "
+                                          "The request could not be read; reload the page."}, status_code=400)
         return data
 
     # -- routes -----------------------------------------------------------------------------
@@ -232,7 +236,7 @@ class DeskChannel:
             return data
         action = data.get("action")
         if action not in ACTIONS:
-            return JSONResponse({"error": "unknown action"}, status_code=400)
+            return JSONResponse({"error": "Tindakan tidak dikenal. / Unknown action."}, status_code=400)
         text = str(data.get("text") or "").strip()[:MAX_REPLY]
         if action == "reply" and not text:
             return JSONResponse({"error": "tulis balasannya dulu / write the reply first"}, status_code=400)
@@ -275,7 +279,8 @@ class DeskChannel:
             return JSONResponse({"ok": True, "message": await drop(self.store, group, by)})
         intent = data.get("intent")
         if data.get("action") != "add" or intent not in content.intents.ids:
-            return JSONResponse({"error": "unknown action or intent"}, status_code=400)
+            return JSONResponse({"error": "Tindakan atau intent tidak dikenal. / Unknown action or intent."},
+                                status_code=400)
         said = await confirm(self.store, self.content_dir, group, intent, by,
                              lambda root: check_content(root, cross_validate=False))
         if said.startswith("Added") and self.reload is not None:
