@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bot.channels import whatsapp
-from bot.channels.whatsapp import NOT_PROCESSED, WhatsAppChannel
+from bot.channels.whatsapp import WhatsAppChannel
 from tests.fakes.recording import RecordingSender
 from tests.test_failure_telegram import FlakyAssistant
 
@@ -55,7 +55,9 @@ async def test_a_message_that_keeps_failing_is_recorded_and_the_citizen_told(sto
     channel, [error] = await handled(store, db_path, 99, body("wamid.1", {"body": "syarat paspor"}))
     assert len(channel.assistant.seen) == len(whatsapp.RETRY_DELAYS) + 1
     assert "ConnectionError" in error  # what operators see
-    assert channel.sender.sent == [(CITIZEN, {"text": NOT_PROCESSED, "buttons": []})]
+    [(to, said)] = channel.sender.sent
+    assert to == CITIZEN and said["text"].startswith("Maaf, pesan Anda belum dapat kami proses") and \
+        "Please send it again" in said["text"]
 
 
 async def test_a_malformed_message_is_recorded_without_waiting_for_retries(store, db_path, monkeypatch):

@@ -11,6 +11,12 @@ from starlette.requests import Request
 # worker that stopped or died: any worker handles it then (a message id is handled once, whichever
 # worker gets there).
 ORPHAN_SECONDS = 20.0
+# What a citizen reads when their message could not be answered after every attempt (the store may be
+# down, so this is sent directly, not rendered from the content), Indonesian first, English second.
+NOT_PROCESSED = ("Maaf, pesan Anda belum dapat kami proses karena ada gangguan pada sistem kami. "
+                 "Silakan kirim ulang pesan Anda beberapa saat lagi.\n"
+                 "Sorry, we could not process your message because of a problem on our side. "
+                 "Please send it again in a little while.")
 
 
 class BodyTooLarge(Exception):

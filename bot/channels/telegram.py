@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.channels.delivery import LeasedReplies
-from bot.channels.http import ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
+from bot.channels.http import NOT_PROCESSED, ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
 from bot.channels.telegram_staff import TelegramStaffConsole
 from bot.core.assistant import Assistant
 from bot.core.messages import CLAIM, CLOSE, DIGEST, FEEDBACK, Button, Incoming, Reply, reply_of, to_payload
@@ -46,8 +46,6 @@ SECRET_HEADER = "x-telegram-bot-api-secret-token"
 # tried again after each of these pauses, its chat's later updates waiting behind it; after the
 # last the failure is recorded and the citizen is told.
 RETRY_DELAYS = (1.0, 2.0, 4.0)
-NOT_PROCESSED = ("Maaf, pesan Anda belum dapat kami proses karena ada gangguan pada sistem kami. "
-                 "Silakan kirim ulang pesan Anda beberapa saat lagi.")
 
 
 def to_html(text: str) -> str:

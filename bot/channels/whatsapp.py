@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from bot.core.assistant import Assistant
 from bot.channels.delivery import LeasedReplies
-from bot.channels.http import ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
+from bot.channels.http import NOT_PROCESSED, ORPHAN_SECONDS, BodyTooLarge, read_body, same_secret
 from bot.core.messages import FEEDBACK, Button, Incoming, Reply, option_number, reply_of, to_payload
 from bot.runtime.staff import SendError
 from bot.core.tasks import BackgroundTask, finish
@@ -42,8 +42,6 @@ MEDIA = {"image", "audio", "voice", "video", "document", "sticker", "contacts", 
 # after each of RETRY_DELAYS, the bodies after it waiting, and after the last the citizen is told.
 MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError, RecursionError)
 RETRY_DELAYS = (1.0, 2.0, 4.0)
-NOT_PROCESSED = ("Maaf, pesan Anda belum dapat kami proses karena ada gangguan pada sistem kami. "
-                 "Silakan kirim ulang pesan Anda beberapa saat lagi.")
 MEDIA_KINDS = {"image": "photo", "audio": "voice", "voice": "voice", "video": "video", "document": "document",
                "sticker": "sticker", "contacts": "contact", "reaction": "reaction"}
 
