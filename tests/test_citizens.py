@@ -228,3 +228,21 @@ async def test_a_citizen_outside_sumsel_asking_for_an_officer_is_told_why(conten
     assert await staff_notices(store, "-100100") == [] and await staff_notices(store, "-100200") == []
     lahat = await chat.say("oh sy di lahat")
     assert "diteruskan ke petugas *Kantor Imigrasi Kelas II Non TPI Muaraenim*" in lahat.text
+
+
+async def test_the_address_and_hours_buttons_after_an_office_answer_name_that_office(chat):
+    """A citizen from Baturaja taps "Alamat & kontak kantor" and "Jam pelayanan" under the answer:
+    both speak of Kanim Muaraenim and its Baturaja point, not of every office."""
+    first = await chat.say("sy dr baturaja mau bikin paspor")
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in first.text
+    contact = await chat.say("Alamat & kontak kantor")
+    assert "*Kantor Imigrasi Kelas II Non TPI Muaraenim*" in contact.text and "UKK Baturaja" in contact.text
+    assert "Pangeran Ratu" not in contact.text  # Palembang's street is not theirs
+    hours = await chat.say("Jam pelayanan")
+    assert "Jam layanan harian Kanim Muaraenim belum tercantum" in hours.text
+    assert "Kanim Palembang, Kanim Muaraenim" not in hours.text
+
+
+async def test_without_a_known_home_the_hours_speak_of_every_office(chat):
+    reply = await chat.say("jam buka kantor imigrasi brp")
+    assert "Kanim Palembang, Kanim Muaraenim dan Kanim Lubuklinggau" in reply.text

@@ -19,6 +19,8 @@ from bot.core.turn import (FEEDBACK_TITLES, Effect, Outcome, PlaceContext, Turn,
 from bot.store.base import ConversationState
 
 ASK_REGION = "office_for_region"
+# Answers about an office that name the citizen's own office when the message names no place.
+HOME_OFFICE_INTENTS = frozenset({ASK_REGION, "office_contact", "office_hours"})
 HANDOFF = "human_handoff"
 LAST_PLACE = "clarified_place"
 LAST_INTENT = "last_intent"  # the previous answer's intent, for follow-ups
@@ -152,8 +154,10 @@ class Dialogue:
             home = home if remembered.get("office") else ctx
         if home.region is not None:
             new_state.data[HOME_KEY] = {"region": home.region.code, "place": home.place}
-        elif ctx.region is None and intent == ASK_REGION and not places.outside and not ctx.ambiguous:
-            ctx = home_context(content, new_state)  # "daerah saya": where the citizen said they live
+        elif ctx.region is None and intent in HOME_OFFICE_INTENTS and not places.outside and not ctx.ambiguous:
+            # "daerah saya", or the address or hours asked with no place: the office of where the
+            # citizen said they live.
+            ctx = home_context(content, new_state)
         if intent == ASK_REGION:
             return self._office_for_region(content, new_state, u, confidence, ctx).after(notes)
         if intent in self._starts:
