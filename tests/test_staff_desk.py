@@ -45,10 +45,16 @@ async def desk_app(db_path):
     await app.stop()
 
 
+async def open_link(page, url: str, token: str) -> None:
+    """What a staff member does with the sign-in link: open it, press "Masuk"."""
+    await page.goto(f"{url}/staff/masuk?t={token}")
+    await page.get_by_role("button", name="Masuk").click()
+
+
 async def sign_in(browser, app, office: str):
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
-    await page.goto(f"{app.web_url}/staff/masuk?t={app.tokens[office]}")
+    await open_link(page, app.web_url, app.tokens[office])
     await page.locator("#stats").wait_for()
     return page
 
@@ -125,12 +131,12 @@ async def test_without_a_valid_session_the_desk_shows_nothing_personal(desk_app,
             page = await client.get("/staff")
             assert page.status_code == 200 and "Ahmad" not in page.text and "RKT-" not in page.text
     async with httpx.AsyncClient(base_url=app.web_url) as client:
-        spent = await client.get(f"/staff/masuk?t={'x' * 32}")
+        spent = await client.post(f"/staff/masuk?t={'x' * 32}", headers={"Origin": app.web_url})
         assert spent.status_code == 303 and "invalid" in spent.headers["location"] and "set-cookie" not in spent.headers
 
     page = await sign_in(browser, app, "palembang")
     again = await (await browser.new_context()).new_page()  # the link was spent by the first sign-in
-    await again.goto(f"{app.web_url}/staff/masuk?t={app.tokens['palembang']}")
+    await open_link(again, app.web_url, app.tokens["palembang"])
     await again.locator("#signin").wait_for()
     assert "tidak berlaku" in await again.locator("#notice").inner_text()
 
@@ -159,6 +165,22 @@ async def test_without_a_valid_session_the_desk_shows_nothing_personal(desk_app,
         assert (await client.get("/staff/api/queue")).status_code == 401
 
 
+async def test_a_link_preview_or_another_site_does_not_spend_the_sign_in_link(desk_app, browser):
+    """Chat apps fetch a link to preview it, scanners to check it: only the staff member's "Masuk" signs in."""
+    link = f"/staff/masuk?t={desk_app.tokens['palembang']}"
+    async with httpx.AsyncClient(base_url=desk_app.web_url) as bot:
+        preview = await bot.get(link, headers={"User-Agent": "TelegramBot (like TwitterBot)"})
+        assert preview.status_code == 200 and "Masuk" in preview.text and "set-cookie" not in preview.headers
+        forged = await bot.post(link, headers={"Origin": "https://evil.example"})
+        assert forged.status_code == 403 and "set-cookie" not in forged.headers
+    page = await (await browser.new_context()).new_page()
+    await page.goto(f"{desk_app.web_url}{link}")
+    assert await page.get_by_role("button", name="Keluar").is_hidden()  # not signed in yet: nothing to leave
+    await page.get_by_role("button", name="Masuk").click()
+    await page.locator("#stats").wait_for()
+    assert "Rina Palembang" in await page.locator("#who").inner_text()
+
+
 # -- citizens on Telegram and WhatsApp, answered from the desk (the page's own API calls) ----------
 
 
@@ -170,7 +192,7 @@ class Desk:
         self.token = token
 
     async def __aenter__(self):
-        signed_in = await self.http.get(f"/staff/masuk?t={self.token}")
+        signed_in = await self.http.post(f"/staff/masuk?t={self.token}")
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/staff"
         return self
 
@@ -382,7 +404,7 @@ async def test_operators_confirm_what_citizens_asked_with_one_click(db_path, bro
                 await unit.label_unanswered(f"r{n}", "services_list")
         context = await browser.new_context(viewport={"width": 1280, "height": 800})
         page = await context.new_page()
-        await page.goto(f"{app.web_url}/staff/masuk?t={token}")
+        await open_link(page, app.web_url, token)
         group = page.locator(".thread", has_text="kursi roda buat lansia")
         await group.wait_for()
         assert "2 chose in a menu" in await group.inner_text()
@@ -395,7 +417,7 @@ async def test_operators_confirm_what_citizens_asked_with_one_click(db_path, bro
         # An office's staff member cannot read the review.
         async with httpx.AsyncClient(base_url=app.web_url) as http:
             other = staff_add(db_path, "Rina", "palembang")
-            await http.get(f"/staff/masuk?t={other}")
+            await http.post(f"/staff/masuk?t={other}", headers={"Origin": app.web_url})
             assert (await http.get("/staff/api/review")).status_code == 403
     finally:
         await app.stop()

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.channels.http import BodyTooLarge, is_unicode, read_body, same_secret
@@ -96,7 +96,7 @@ class DeskChannel:
     def routes(self) -> list[Route]:
         return [
             Route("/staff", self.page),
-            Route("/staff/masuk", self.sign_in),
+            Route("/staff/masuk", self.sign_in, methods=["GET", "POST"]),
             Route("/staff/desk.js", self.asset),
             Route("/staff/desk.css", self.asset),
             Route("/staff/api/queue", self.queue),
@@ -121,15 +121,19 @@ class DeskChannel:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return JSONResponse({"error": "Permintaan harus berupa JSON; muat ulang halaman. / "
                                           "The request must be JSON; reload the page."}, status_code=415)
-        origin = (request.headers.get("origin") or "").rstrip("/").lower()
-        host = request.headers.get("host", "").lower()
-        if not origin or not (origin in self.allowed_origins or origin.split("://", 1)[-1] == host):
+        if not self._from_this_site(request):
             return JSONResponse({"error": "Permintaan dari situs lain ditolak. / "
                                           "A request from another site is refused."}, status_code=403)
         if not same_secret(request.headers.get("x-csrf-token", ""), who["csrf"]):
             return JSONResponse({"error": "Sesi ini sudah tidak berlaku; muat ulang halaman. / "
                                           "This session is no longer valid; reload the page."}, status_code=403)
         return None
+
+    def _from_this_site(self, request: Request) -> bool:
+        """The request names this site (or an allowed one) as its Origin."""
+        origin = (request.headers.get("origin") or "").rstrip("/").lower()
+        host = request.headers.get("host", "").lower()
+        return bool(origin) and (origin in self.allowed_origins or origin.split("://", 1)[-1] == host)
 
     async def _write_body(self, request: Request, who: dict | None) -> dict | Response:
         """The JSON object a write carries, or the refusal to send (see _refused_write; 413 for too
@@ -159,7 +163,14 @@ class DeskChannel:
         return FileResponse(STATIC / request.url.path.rsplit("/", 1)[-1], headers={"Cache-Control": "no-cache"})
 
     async def sign_in(self, request: Request) -> Response:
-        """A one-time link: the token is spent, a session cookie set, and the desk opens."""
+        """A one-time link. Opening it (GET, as a chat app's link preview or a link scanner also does)
+        only shows a "Masuk" button; the button's post from this site spends the token, sets the
+        session cookie and opens the desk."""
+        if request.method == "GET":
+            return await self.page(request)
+        if not self._from_this_site(request):  # another site's form: the link is not spent
+            return PlainTextResponse("Masuk ditolak: buka tautan masuk langsung di browser. / "
+                                     "Sign-in refused: open the sign-in link in the browser itself.", status_code=403)
         token = request.query_params.get("t", "")
         account = await self.store.redeem_staff_link(token_hash(token), time.time()) if 20 <= len(token) <= 100 \
             else None

@@ -212,6 +212,12 @@
     }).then(function () { signedOut("Anda sudah keluar."); });
   });
 
+  if (location.pathname === "/staff/masuk") {  // the sign-in link: its "Masuk" button signs in
+    document.getElementById("signin").hidden = false;
+    document.getElementById("signin-text").hidden = true;
+    document.getElementById("masuk").hidden = false;
+    return;
+  }
   if (/[?&]link=invalid/.test(location.search)) {
     say("Tautan masuk tidak berlaku (sudah dipakai atau kedaluwarsa). Minta tautan baru ke administrator.");
   }
