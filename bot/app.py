@@ -140,6 +140,8 @@ class MiaApp:
                 raise
             raise ConnectionError(f"the PostgreSQL database {shown(s.database)} (MIA_DATABASE_URL): "
                                   f"{exc.__class__.__name__}: {exc}") from exc
+        # Leases are held under this worker's name: no other live process may work under it.
+        await self.store.hold_worker_id()
         # What this worker's last run leased and never sent (a crash, a stop mid-send) goes out now;
         # other workers' leases are theirs until they run out.
         released = await self.store.release_outbox(None)
@@ -164,6 +166,9 @@ class MiaApp:
                              s.mia_operator_telegram_chat, weekday=s.mia_digest_weekday, hour=s.mia_digest_hour)
         for channel in self._channels():
             self.worker.senders[channel.name] = channel.sender
+            replies = getattr(channel, "replies", None)  # a channel that sends its citizens' replies itself
+            if replies is not None:
+                self.worker.leave_alone(replies.chats_in_hand)
             try:
                 await asyncio.wait_for(channel.start(), CHANNEL_START_SECONDS)
             except asyncio.TimeoutError:

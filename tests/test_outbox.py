@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from bot.channels import delivery
+from bot.channels.delivery import LeasedReplies
+from bot.core.messages import Incoming, Reply, to_payload
 from bot.runtime.staff import OutboxWorker, SendError
 from bot.store.sqlite import SQLiteStore
+from tests.test_store_contract import BACKENDS, SIBLINGS
 
 
 class FlakySender:
@@ -155,3 +161,137 @@ async def test_stop_ends_a_task_that_swallows_a_cancellation():
     if not done:
         stopping.cancel()
     assert done, "stop() waited for a task that had swallowed its cancellation"
+
+
+# -- leases held while their rows are sent ----------------------------------------------------
+
+
+class SlowSender:
+    """A healthy but slow peer (a Graph API near its timeout): each send arrives after `seconds`,
+    recorded with the name of who sent it."""
+
+    def __init__(self, name: str, arrived: list, seconds: float):
+        self.name, self.arrived, self.seconds = name, arrived, seconds
+
+    async def send(self, chat_id: str, payload: dict) -> str:
+        await asyncio.sleep(self.seconds)
+        self.arrived.append((self.name, payload["text"]))
+        return str(len(self.arrived))
+
+
+class Answering:
+    """An assistant answering every message with the same replies, committed with the message's
+    transaction as Assistant.handle_outcome does for a channel."""
+
+    def __init__(self, store, *texts: str):
+        self.store, self.texts = store, texts
+
+    async def handle_outcome(self, incoming: Incoming, record=None):
+        outcome = SimpleNamespace(replies=[Reply(t) for t in self.texts])
+        async with self.store.unit() as unit:
+            await record(unit, incoming, outcome)
+        return outcome
+
+
+async def until(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def test_replies_slower_than_their_lease_are_sent_once_in_order(store, monkeypatch):
+    """One worker: each reply takes longer to send than the lease lasts, yet the outbox worker
+    (holding leases under the same name) never sends them too: the channel renews the lease."""
+    monkeypatch.setattr(delivery, "REPLY_LEASE_SECONDS", 0.6)  # 30 s, and sends near a 20 s timeout
+    arrived: list = []
+    worker = OutboxWorker(store, {"whatsapp": SlowSender("worker", arrived, 0.8)}, poll_seconds=0.1)
+    replies = LeasedReplies(Answering(store, "r1", "r2", "r3"), SlowSender("channel", arrived, 0.8), "whatsapp",
+                            on_queue=worker.wake)
+    worker.start()
+    try:
+        await replies.answer(Incoming("whatsapp", "62811", "halo", "m1"))
+        await until(lambda: len(arrived) >= 3, 5.0)
+        await asyncio.sleep(0.5)  # a second copy would arrive meanwhile
+    finally:
+        await replies.wait()
+        await worker.stop()
+    assert arrived == [("channel", "r1"), ("channel", "r2"), ("channel", "r3")]
+
+
+class Unreachable:
+    """The store, with its lease renewals failing while `down` (the database out of reach)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.down = False
+
+    async def renew_outbox(self, ids, lease_seconds):
+        if self.down:
+            raise ConnectionError("database out of reach")
+        return await self.store.renew_outbox(ids, lease_seconds)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+async def test_the_worker_leaves_alone_a_chat_its_process_is_sending(store, monkeypatch):
+    """The lease of a reply in hand runs out (its renewals failed while a send hung): the outbox
+    worker of the same process, holding leases under the same name, still leaves the chat to the
+    channel, which then hands back what is left instead of sending it alongside the worker."""
+    monkeypatch.setattr(delivery, "REPLY_LEASE_SECONDS", 0.3)
+    flaky = Unreachable(store)
+    arrived: list = []
+
+    class HangingOnce(SlowSender):
+        async def send(self, chat_id: str, payload: dict) -> str:
+            if payload["text"] == "r1":  # the database is out of reach while this send hangs
+                flaky.down = True
+                await asyncio.sleep(1.0)
+                flaky.down = False
+            return await super().send(chat_id, payload)
+
+    worker = OutboxWorker(store, {"whatsapp": SlowSender("worker", arrived, 0.0)}, poll_seconds=0.1)
+    replies = LeasedReplies(Answering(flaky, "r1", "r2", "r3"), HangingOnce("channel", arrived, 0.0), "whatsapp",
+                            on_queue=worker.wake)
+    worker.leave_alone(replies.chats_in_hand)  # as MiaApp wires every channel sending its own replies
+    worker.start()
+    try:
+        await replies.answer(Incoming("whatsapp", "62811", "halo", "m1"))
+        await until(lambda: len(arrived) >= 3, 5.0)
+        await asyncio.sleep(0.5)
+    finally:
+        await replies.wait()
+        await worker.stop()
+    assert arrived == [("channel", "r1"), ("worker", "r2"), ("worker", "r3")]
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def two_workers(request, tmp_path):
+    """Two workers' stores on one database, of each back end."""
+    async with BACKENDS[request.param](tmp_path) as first:
+        await first.open()
+        second = SIBLINGS[request.param](first, "mia-2")
+        await second.open()
+        try:
+            yield first, second
+        finally:
+            await second.close()
+            await first.close()
+
+
+async def test_a_batch_slower_than_the_outbox_lease_is_not_taken_over(two_workers, monkeypatch):
+    """A worker sending a long batch of one chat keeps its lease: another worker reading the outbox
+    meanwhile gets none of its rows, and every notice arrives once, in order."""
+    first, second = two_workers
+    async with first.unit() as u:
+        for n in range(5):
+            await u.enqueue("telegram", "-100", to_payload(Reply(f"notice {n}")))
+    arrived: list = []
+    monkeypatch.setattr(OutboxWorker, "LEASE_SECONDS", 0.6)  # 120 s, with up to 200 rows of one chat
+    one = OutboxWorker(first, {"telegram": SlowSender("mia", arrived, 0.4)})
+    other = OutboxWorker(second, {"telegram": SlowSender("mia-2", arrived, 0.4)})
+    sending = asyncio.create_task(one.run_once())
+    await asyncio.sleep(1.0)  # past the lease the batch was leased with
+    assert await other.run_once() == 0
+    assert await sending == 5
+    assert arrived == [("mia", f"notice {n}") for n in range(5)]

@@ -188,12 +188,12 @@ async def test_outbox_rows_leave_in_order_per_chat_and_once(store):
     assert [(i.channel, i.payload["text"]) for i in due] == [("telegram", "n1"), ("telegram", "n2"), ("web", "w1")]
     assert [i.payload["text"] for i in await store.due_outbox(now, channels=["web"])] == ["w1"]
     assert [i.payload["text"] for i in await store.due_outbox(now, skip=[("telegram", "-100")])] == ["w1"]
-    first = due[0]
-    await store.outbox_failed(first, "502", retry_at=now + 30)  # n1 waits: n2 waits behind it
+    (first,) = await store.lease_outbox(now, 120, limit=1)  # rows are marked by the worker holding them
+    assert await store.outbox_failed(first, "502", retry_at=now + 30)  # n1 waits: n2 waits behind it
     assert [i.payload["text"] for i in await store.due_outbox(now)] == ["w1"]
     assert await store.next_outbox_due(now) == pytest.approx(now + 30)
-    for item in await store.due_outbox(now + 31):
-        await store.outbox_sent(item, "m")
+    for item in await store.lease_outbox(now + 31, 120):
+        assert await store.outbox_sent(item, "m")
     assert await store.due_outbox(now + 60) == []
     assert await store.next_outbox_due(now + 60) is None
 
@@ -203,8 +203,8 @@ async def test_a_failed_row_given_up_holds_nothing_back(store):
         await u.enqueue("whatsapp", "62812", note("a"))
         await u.enqueue("whatsapp", "62812", note("b"))
     now = time.time() + 1
-    first = (await store.due_outbox(now))[0]
-    await store.outbox_failed(first, "403 blocked", retry_at=None)
+    (first,) = await store.lease_outbox(now, 120, limit=1)
+    assert await store.outbox_failed(first, "403 blocked", retry_at=None)
     assert [i.payload["text"] for i in await store.due_outbox(now)] == ["b"]
 
 
@@ -240,6 +240,37 @@ async def test_a_leased_row_goes_to_one_worker_and_holds_its_chat(store, other_w
     assert [i.payload["text"] for i in await store.lease_outbox(now, 30)] == ["w1"]
     assert await other_worker.lease_outbox(now + 10, 30) == []
     assert [i.payload["text"] for i in await other_worker.lease_outbox(now + 31, 30)] == ["w1"]
+
+
+async def test_only_the_worker_holding_a_row_renews_marks_or_releases_it(store, other_worker):
+    """A sender renews its lease before each send and stops when it has lost a row: no worker sends,
+    marks or releases a row another worker took over when its lease ran out."""
+    async with store.unit() as u:
+        for text in ("n1", "n2", "n3"):
+            await u.enqueue("telegram", "-100", note(text))
+    now = time.time()
+    n1, n2, n3 = await store.lease_outbox(now, 30)
+    ids = [n1.id, n2.id, n3.id]
+    assert await other_worker.renew_outbox(ids, 30) == 0
+    assert not await other_worker.outbox_sent(n1, "x")
+    assert not await other_worker.outbox_failed(n1, "502", retry_at=None)
+    assert await other_worker.release_outbox(None, ids) == 0
+    assert await store.renew_outbox(ids, 30) == 3  # its holder renews them
+    assert await store.outbox_sent(n1, "m1")
+    assert await store.renew_outbox(ids, 30) == 2  # n1 is sent: nobody holds it any more
+    # The lease ran out (the holder hung, or lost its database) and the other worker took n2 and n3.
+    assert [i.payload["text"] for i in await other_worker.lease_outbox(now + 31, 120)] == ["n2", "n3"]
+    assert await store.renew_outbox(ids, 30) == 0
+    assert not await store.outbox_sent(n2, "late")
+    assert not await store.outbox_failed(n3, "502", retry_at=now + 5)
+    assert await store.release_outbox(None, ids) == 0
+    assert await other_worker.outbox_sent(n2, "m2")  # still the other worker's to send
+    # A lease that ran out is not renewed, even when nobody has taken its rows yet; its holder may hand them back.
+    async with store.unit() as u:
+        leased = await u.enqueue_many("whatsapp", "62812", [note("r1")], lease_seconds=0.2)
+    await asyncio.sleep(0.3)
+    assert await store.renew_outbox(leased, 30) == 0
+    assert await store.release_outbox(None, leased) == 1
 
 
 async def test_a_reply_waits_behind_an_earlier_one_still_pending(store):
@@ -315,7 +346,7 @@ async def test_staff_notices_are_found_by_their_message_and_their_target(store):
     async with store.unit() as u:
         await u.enqueue("telegram", "-100", note("notice", bind={"kind": "request", "target": "RKT-2026-000001"}))
         await u.enqueue("telegram", "-100", note("handoff", bind={"kind": "handoff", "target": "web:s1"}))
-    for n, item in enumerate(await store.due_outbox(time.time() + 1)):
+    for n, item in enumerate(await store.lease_outbox(time.time() + 1, 60)):
         await store.outbox_sent(item, str(500 + n))
     async with store.unit() as u:
         assert await u.find_staff_message("telegram", "-100", "500") == ("request", "RKT-2026-000001")
@@ -545,7 +576,7 @@ async def test_desk_notices_are_the_delivered_ones_of_the_office(store):
         await u.enqueue("desk", "muaraenim", note("pesan warga", bind={"kind": "handoff", "target": "web:s1"}))
         await u.enqueue("desk", "palembang", note("lain kantor", bind={"kind": "handoff", "target": "web:s2"}))
     assert await store.desk_notices("muaraenim") == []  # not delivered yet
-    for n, item in enumerate(await store.due_outbox(time.time() + 1)):
+    for n, item in enumerate(await store.lease_outbox(time.time() + 1, 60)):
         await store.outbox_sent(item, f"d{n}")
     notices = await store.desk_notices("muaraenim")
     assert [(n["kind"], n["target"], n["payload"]["text"], n["message_id"]) for n in notices] == [
@@ -566,7 +597,7 @@ async def test_the_desk_keeps_whole_threads_and_every_request_still_waiting(stor
         for n in range(5):
             await u.enqueue("desk", "muaraenim", note(f"s2 #{n}", bind={"kind": "handoff", "target": "web:s2"}))
         await u.enqueue("desk", "muaraenim", note("s1 lagi", bind={"kind": "handoff", "target": "web:s1"}))
-    for n, item in enumerate(await store.due_outbox(time.time() + 1)):
+    for n, item in enumerate(await store.lease_outbox(time.time() + 1, 60)):
         await store.outbox_sent(item, f"d{n}")
     notices = await store.desk_notices("muaraenim", threads=2)
     by_thread: dict = {}

@@ -314,3 +314,43 @@ async def run_kills(tmp_path: Path, n_workers: int, kills: int, citizens_n: int 
 
 async def test_a_worker_killed_mid_form_loses_nothing(tmp_path):
     print("\n" + await run_kills(tmp_path, 2, kills=4, citizens_n=4))
+
+
+# -- one live process per worker name ---------------------------------------------------------
+
+
+async def test_a_worker_name_is_held_by_one_live_store():
+    """Two live workers under one MIA_WORKER_ID would both hold every named lease (the digest, the
+    purge, a notice) and each start would end the other's outbox leases: the second is refused;
+    another name is not, nor the same name once its holder has stopped (a restart)."""
+    from bot.store.postgres import PostgresStore
+
+    async with postgres_database() as url:
+        first, same, other = (PostgresStore(url, worker=name) for name in ("mia-1", "mia-1", "mia-2"))
+        same.WORKER_ID_WAIT_SECONDS = 0.5
+        try:
+            for store in (first, same, other):
+                await store.open()
+            await first.hold_worker_id()
+            await other.hold_worker_id()
+            with pytest.raises(ValueError, match="another worker is running as MIA_WORKER_ID=mia-1"):
+                await same.hold_worker_id()
+            await first.close()
+            await same.hold_worker_id()
+        finally:
+            for store in (first, same, other):
+                await store.close()
+
+
+async def test_a_second_worker_under_a_live_workers_name_refuses_to_start(tmp_path):
+    async with cluster(tmp_path, 1) as c:
+        live = c.workers[0]
+        twin = Worker(live.name, free_port(), live.env, tmp_path / "twin.log")
+        twin.start()
+        try:
+            code = await asyncio.to_thread(twin.proc.wait, 120)
+        finally:
+            twin.log.close()
+        assert code == 1
+        assert "MIA cannot start: another worker is running as MIA_WORKER_ID=w1" in (tmp_path / "twin.log").read_text()
+        await live.ready()  # and the live worker serves on

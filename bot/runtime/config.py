@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     mia_database_url: str = Field(default="", description="PostgreSQL, e.g. postgresql://mia:PASSWORD@db:5432/mia "
                                   "(several workers may share it); empty = the SQLite file MIA_DB_PATH")
     mia_worker_id: str = Field(default="mia", pattern=r"^[A-Za-z0-9_.@:-]{1,64}$",
-                               description="this worker's name on a shared database, unique per running worker")
+                               description="this worker's name on a shared database, unique per running worker "
+                               "(on PostgreSQL a second live one is refused)")
     mia_log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     mia_form_ttl_hours: float = Field(default=24.0, gt=0)
     mia_outbox_poll_seconds: float = Field(default=1.0, gt=0)

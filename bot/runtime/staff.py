@@ -7,14 +7,14 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Iterable, Protocol
 
 from bot.core.content import Content
 from bot.core.flows.lapor_rakit import staff_buttons
 from bot.core.flows.state import HANDOFF_KEY
 from bot.core.messages import Reply, to_payload
 from bot.core.routes import DESK, StaffRoutes
-from bot.core.tasks import BackgroundTask, finish, wait_event
+from bot.core.tasks import BackgroundTask, cancel, finish, wait_event
 from bot.store.base import ConversationState, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,58 @@ class Sender(Protocol):
     async def send(self, chat_id: str, payload: dict) -> str | None: ...
 
 
+class HeldRows:
+    """Outbox rows of one chat leased to this worker, which sends them in order (async with: while held).
+
+    Before each send `renew` extends the lease of the rows still to send, fenced: only rows this
+    worker still holds on a lease that has not run out; if any has gone (another worker took it
+    over), the sender stops and hands back the rest it holds, to wait behind the taken ones. A
+    keeper renews the lease every third of its length meanwhile, so it runs out only when this
+    process dies or loses its database, however long a send or the wait for the chat's turn takes.
+    """
+
+    def __init__(self, store, items: list[OutboxItem], lease_seconds: float):
+        self.store = store
+        self.rest = [i.id for i in items]  # not yet sent, recorded as failed or handed back; in order
+        self.lease_seconds = lease_seconds
+        self._keeper: asyncio.Task | None = None
+
+    async def __aenter__(self) -> HeldRows:
+        self._keeper = asyncio.create_task(self._keep(), name="outbox lease")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await cancel({self._keeper})
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if self.rest:
+                    await self.store.renew_outbox(self.rest, self.lease_seconds)
+            except Exception:  # noqa: BLE001 - tried again in a moment; each send renews for itself
+                log.warning("renewing the lease of outbox rows failed", exc_info=True)
+
+    async def renew(self) -> bool:
+        """Before the next send: whether this worker still holds every row left (lease renewed)."""
+        if await self.store.renew_outbox(self.rest, self.lease_seconds) == len(self.rest):
+            return True
+        log.warning("outbox rows %s: their lease ran out (another worker may hold them now): left to the outbox",
+                    self.rest)
+        await self.hand_back()
+        return False
+
+    def done(self) -> None:
+        """The first row left was sent or recorded as failed."""
+        self.rest = self.rest[1:]
+
+    async def hand_back(self) -> None:
+        """The rows left, those this worker still holds, are due again now (for the outbox worker)."""
+        rest, self.rest = self.rest, []
+        if rest:
+            await self.store.release_outbox(None, rest)
+
+
 class OutboxWorker:
     """Sends queued messages, in order per chat, retrying with backoff until they arrive.
 
@@ -193,10 +245,17 @@ class OutboxWorker:
         self._task = BackgroundTask("outbox", self._run)
         self._active: dict[tuple[str, str], asyncio.Task] = {}  # chat -> its sending task
         self._resting: dict[tuple[str, str], float] = {}  # chat -> until when, after an unexpected error
+        self._elsewhere: list[Callable[[], Iterable[tuple[str, str]]]] = []  # other senders' chats in hand
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
         self._wake.set()
+
+    def leave_alone(self, chats_in_hand: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        """Another sender of this process (a channel sending its citizens' replies itself): the chats it
+        has in hand, (channel, chat id) pairs, are left to it whatever their leases say: both hold
+        leases under this worker's name, so no lease tells them apart."""
+        self._elsewhere.append(chats_in_hand)
 
     def start(self) -> None:
         self._task.start()
@@ -233,6 +292,7 @@ class OutboxWorker:
         now = time.time()
         self._resting = {k: t for k, t in self._resting.items() if t > now}
         skip = set(self._active) | set(self._resting)  # a busy chat's task end wakes the next pass
+        skip.update(chat for chats_in_hand in self._elsewhere for chat in chats_in_hand())
         channels = list(self.senders)
         groups = await self._due_by_chat(now, channels, skip)
         for key, items in groups.items():
@@ -260,41 +320,35 @@ class OutboxWorker:
         return groups
 
     async def _send_chat(self, items: list[OutboxItem], now: float) -> int:
-        """A chat's messages in order; the first that waits or fails holds the later ones."""
+        """A chat's messages in order; the first that waits or fails holds the later ones, and so does
+        another worker that has taken them over (HeldRows)."""
         sent = 0
-        done = 0  # rows sent or recorded as failed; the ones after them are leased but not tried
-        try:
-            for item in items:
-                if item.next_attempt_at > now:
-                    break
-                sender = self.senders.get(item.channel)
-                if sender is None:
-                    break
-                try:
-                    message_id = await sender.send(item.chat_id, item.payload)
-                except SendError as exc:
-                    await self._failed(item, exc, now)
-                    done += 1
-                    break
-                except Exception as exc:  # noqa: BLE001 - unknown errors are retried like network errors
-                    await self._failed(item, SendError(repr(exc)), now)
-                    done += 1
-                    break
-                await self.store.outbox_sent(item, message_id)
-                sent += 1
-                done += 1
-            if done < len(items):  # the rest wait behind the failed one, not behind a lease
-                await self.store.release_outbox(None, [i.id for i in items[done:]])
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a later pass tries again
-            log.exception("outbox: sending to %s:%s failed", items[0].channel, items[0].chat_id)
-            # Its rows may still be due: rest the chat a while rather than retrying in a loop.
-            self._resting[(items[0].channel, items[0].chat_id)] = time.time() + self.poll_seconds
+        async with HeldRows(self.store, items, self.LEASE_SECONDS) as held:
             try:
-                await self.store.release_outbox(None, [i.id for i in items[done:]])
-            except Exception:  # noqa: BLE001 - their lease runs out by itself
-                log.debug("releasing the rest of a chat's rows failed", exc_info=True)
+                for item in items:
+                    sender = self.senders.get(item.channel)
+                    if item.next_attempt_at > now or sender is None or not await held.renew():
+                        break
+                    try:
+                        message_id = await sender.send(item.chat_id, item.payload)
+                    except Exception as exc:  # noqa: BLE001 - unknown errors are retried like network errors
+                        await self._failed(item, exc if isinstance(exc, SendError) else SendError(repr(exc)), now)
+                        held.done()
+                        break
+                    await self.store.outbox_sent(item, message_id)
+                    held.done()
+                    sent += 1
+                await held.hand_back()  # the rest wait behind the failed one, not behind a lease
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a later pass tries again
+                log.exception("outbox: sending to %s:%s failed", items[0].channel, items[0].chat_id)
+                # Its rows may still be due: rest the chat a while rather than retrying in a loop.
+                self._resting[(items[0].channel, items[0].chat_id)] = time.time() + self.poll_seconds
+                try:
+                    await held.hand_back()
+                except Exception:  # noqa: BLE001 - their lease runs out by itself
+                    log.debug("releasing the rest of a chat's rows failed", exc_info=True)
         return sent
 
     async def _failed(self, item: OutboxItem, exc: SendError, now: float) -> None:

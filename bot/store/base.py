@@ -158,22 +158,34 @@ class Store(Protocol):
                               skip: list[tuple[str, str]] = ()) -> float | None:
         """When the next chat's oldest pending row falls due after `now`, or None."""
 
-    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
-        """Mark a row sent; a staff notification's message id is kept for find_staff_message."""
+    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> bool:
+        """Mark a row this worker holds sent (False, and the row left alone, when it no longer holds it);
+        a staff notification's message id is kept for find_staff_message either way."""
 
-    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
-        """A failed attempt: retry at `retry_at`, or give up (status "failed") when None."""
+    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> bool:
+        """A failed attempt of a row this worker holds: retry at `retry_at`, or give up (status "failed")
+        when None. False, and nothing recorded, when it no longer holds the row."""
 
     async def lease_outbox(self, now: float, lease_seconds: float, limit: int = 50,
                            channels: list[str] | None = None, skip: list[tuple[str, str]] = ()) -> list[OutboxItem]:
         """due_outbox, leased to this worker for `lease_seconds` in the same transaction: no other
         worker takes these rows, or the younger rows of their chats, until the lease ends."""
 
+    async def renew_outbox(self, ids: list[int], lease_seconds: float) -> int:
+        """Extend to `lease_seconds` from now the lease of those rows of `ids` this worker holds, still
+        pending, whose lease has not run out (one that has may be another worker's already); how many.
+        A sender renews before each send and stops when fewer come back than it asked for."""
+
     async def release_outbox(self, channel: str | None, ids: list[int] | None = None) -> int:
-        """End leases now: of `ids`, or (None, at start-up) every lease this worker (`worker`) holds on
-        the channel's pending rows (channel None: any channel)."""
+        """End leases now: of the rows of `ids` this worker holds, or (None, at start-up) every lease this
+        worker (`worker`) holds on the channel's pending rows (channel None: any channel)."""
 
     # -- jobs one worker runs
+    async def hold_worker_id(self) -> None:
+        """Hold `worker` for as long as the store is open (`mia run`): a second live process under the same
+        name would take the named leases too and, starting, end this one's leases, so it is refused
+        (ValueError naming MIA_WORKER_ID) on PostgreSQL. SQLite serves one process: nothing to hold."""
+
     async def take_lease(self, name: str, seconds: float, now: float | None = None) -> bool:
         """Hold the named lease for `seconds` (taken or renewed); False while another worker's runs."""
 

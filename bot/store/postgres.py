@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
@@ -25,6 +26,9 @@ class _Connection(asyncpg.Connection):
 
 
 EXPIRE_CHUNK = 200  # conversations per transaction: each holds its chat's lock until the commit
+# The connection holding a worker's name notices a peer that vanished (a host that died) in about 25 s,
+# so the server frees the name for the worker's restart.
+KEEPALIVE = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
 
 
 class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
@@ -33,8 +37,13 @@ class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
     A pool of connections serves the process; a unit is one transaction on one connection. Reads
     outside a unit run on a connection of their own and see committed work only. Several worker
     processes may share the database: a unit that loads a conversation holds that conversation
-    (an advisory lock) until it ends, and migrations run under a lock at open().
+    (an advisory lock) until it ends, migrations run under a lock at open(), and a running worker
+    holds its name (hold_worker_id) so that no other process works under it.
     """
+
+    # How long hold_worker_id waits for the name before refusing: a worker killed a moment ago holds
+    # it until the server has noticed that its connection is gone.
+    WORKER_ID_WAIT_SECONDS = 5.0
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 10, worker: str = "mia"):
         self.url = url
@@ -42,6 +51,7 @@ class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._worker_conn: asyncpg.Connection | None = None  # holds the worker's name (hold_worker_id)
 
     async def open(self) -> None:
         """Connect and apply pending migrations."""
@@ -54,11 +64,35 @@ class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
             await self.close()
             raise
 
+    async def hold_worker_id(self) -> None:
+        """Hold `worker` while the store is open: a session advisory lock on a connection of its own.
+        Another live process holding it (a second worker under the same MIA_WORKER_ID) would take the
+        named leases too and, starting, end this one's outbox leases, so that start is refused."""
+        if self._worker_conn is not None:
+            return
+        conn = await asyncpg.connect(self.url, server_settings={"application_name": f"mia {self.worker}",
+                                                                **KEEPALIVE})
+        deadline = time.monotonic() + self.WORKER_ID_WAIT_SECONDS
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                                          f"worker:{self.worker}"):
+                if time.monotonic() >= deadline:
+                    raise ValueError(f"another worker is running as MIA_WORKER_ID={self.worker} on this database: "
+                                     "give each worker its own MIA_WORKER_ID")
+                await asyncio.sleep(0.5)
+        except BaseException:
+            await conn.close()
+            raise
+        self._worker_conn = conn
+
     async def close(self) -> None:
-        """Close the pool (waiting for the units in hand)."""
+        """Close the pool (waiting for the units in hand), then give the worker's name up."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+        if self._worker_conn is not None:
+            conn, self._worker_conn = self._worker_conn, None
+            await conn.close()
 
     async def _migrate(self) -> None:
         """Apply pending migrations, one transaction each, under an advisory lock: of several

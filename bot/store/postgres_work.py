@@ -75,33 +75,47 @@ class PostgresWorkTables:
             "WHERE e.status = 'pending' AND e.channel = o.channel AND e.chat_id = o.chat_id AND e.id < o.id)",
             now, None if channels is None else list(channels), _skip(skip))
 
-    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
-        """Mark a row sent; remember staff notifications so replies and buttons find their target."""
+    async def renew_outbox(self, ids: list[int], lease_seconds: float) -> int:
+        """Extend this worker's lease on the pending rows `ids` to `lease_seconds` from now, where it still
+        holds them and the lease has not run out (a row whose lease ran out may be another worker's
+        already); how many it renewed."""
+        now = time.time()
+        async with self._tx() as conn:
+            return _changed(await conn.execute(
+                "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND leased_by = $2 "
+                "AND next_attempt_at > $3 AND id = ANY($4::int8[])", now + lease_seconds, self.worker, now, list(ids)))
+
+    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> bool:
+        """Mark a row sent, if this worker still holds it (False: another worker does, or it is no longer
+        pending); remember a staff notification either way, so replies and buttons find their target
+        (the message was sent)."""
         bind = item.payload.get("bind")
         async with self._tx() as conn:
-            await conn.execute("UPDATE outbox SET status = 'sent', sent_at = $1, sent_message_id = $2, "
-                               "leased_by = NULL, attempts = attempts + 1 WHERE id = $3",
-                               time.time(), message_id, item.id)
+            held = _changed(await conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = $1, sent_message_id = $2, leased_by = NULL, "
+                "attempts = attempts + 1 WHERE id = $3 AND status = 'pending' AND leased_by = $4",
+                time.time(), message_id, item.id, self.worker)) == 1
             if bind and message_id is not None:
                 await conn.execute(
                     "INSERT INTO staff_messages (channel, chat_id, message_id, kind, target, created_at) "
                     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (channel, chat_id, message_id) DO UPDATE SET "
                     "kind = excluded.kind, target = excluded.target, created_at = excluded.created_at",
                     item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"], time.time())
+            return held
 
-    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
-        """Record a failed attempt: retry at `retry_at`, or give up (status 'failed') when None."""
+    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> bool:
+        """Record a failed attempt of a row this worker holds: retry at `retry_at`, or give up (status
+        'failed') when None. False when it no longer holds the row (nothing recorded)."""
+        outcome, args = ("status = 'failed'", ()) if retry_at is None else ("next_attempt_at = $4", (retry_at,))
         async with self._tx() as conn:
-            if retry_at is None:
-                await conn.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1, "
-                                   "leased_by = NULL WHERE id = $2", error[:500], item.id)
-            else:
-                await conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, "
-                                   "leased_by = NULL WHERE id = $3", error[:500], retry_at, item.id)
+            change = await conn.execute(
+                f"UPDATE outbox SET {outcome}, attempts = attempts + 1, last_error = $1, leased_by = NULL "
+                "WHERE id = $2 AND status = 'pending' AND leased_by = $3", error[:500], item.id, self.worker, *args)
+        return _changed(change) == 1
 
     async def release_outbox(self, channel: str | None, ids: list[int] | None = None) -> int:
-        """End leases now: of the given rows, or (ids None, at start-up) every lease this worker holds
-        on the channel's rows (None: on any channel). Other workers' leases are left to expire."""
+        """End leases now: of the given rows this worker holds, or (ids None, at start-up) every lease this
+        worker holds on the channel's rows (None: on any channel). Other workers' leases are left to expire."""
         now = time.time()
         async with self._tx() as conn:
             if ids is None:
@@ -111,7 +125,7 @@ class PostgresWorkTables:
                     "AND (leased_by = $3 OR (leased_by IS NULL AND attempts = 0))", now, channel, self.worker))
             return _changed(await conn.execute(
                 "UPDATE outbox SET next_attempt_at = $1, leased_by = NULL WHERE status = 'pending' "
-                "AND id = ANY($2::int8[])", now, list(ids)))
+                "AND leased_by = $2 AND id = ANY($3::int8[])", now, self.worker, list(ids)))
 
     # -- named leases ------------------------------------------------------------------------
 

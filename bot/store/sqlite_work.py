@@ -69,47 +69,66 @@ class WorkTables:
         ) as cur:
             return (await cur.fetchone())[0]
 
-    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> None:
-        """Mark a row sent; remember staff notifications so replies and buttons find their target."""
+    async def renew_outbox(self, ids: list[int], lease_seconds: float) -> int:
+        """Extend this worker's lease on the pending rows `ids` to `lease_seconds` from now, where it
+        still holds them and the lease has not run out (a row whose lease ran out may be another
+        worker's already); how many it renewed."""
+        ids, now = list(ids), time.time()
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        return await self._tx(lambda conn: conn.execute(
+            f"UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND leased_by = ? "
+            f"AND next_attempt_at > ? AND id IN ({marks})", (now + lease_seconds, self.worker, now, *ids)).rowcount)
+
+    async def outbox_sent(self, item: OutboxItem, message_id: str | None) -> bool:
+        """Mark a row sent, if this worker still holds it (False: another worker does, or it is no
+        longer pending); remember a staff notification either way, so replies and buttons find
+        their target (the message was sent)."""
         bind = item.payload.get("bind")
 
-        def run(conn):
-            conn.execute("UPDATE outbox SET status = 'sent', sent_at = ?, sent_message_id = ?, leased_by = NULL, "
-                         "attempts = attempts + 1 WHERE id = ?", (time.time(), message_id, item.id))
+        def run(conn) -> bool:
+            held = conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, sent_message_id = ?, leased_by = NULL, "
+                "attempts = attempts + 1 WHERE id = ? AND status = 'pending' AND leased_by = ?",
+                (time.time(), message_id, item.id, self.worker)).rowcount == 1
             if bind and message_id is not None:
                 conn.execute("INSERT OR REPLACE INTO staff_messages (channel, chat_id, message_id, kind, target, "
                              "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                              (item.channel, item.chat_id, str(message_id), bind["kind"], bind["target"], time.time()))
+            return held
 
-        await self._tx(run)
+        return await self._tx(run)
 
     async def release_outbox(self, channel: str | None, ids: list[int] | None = None) -> int:
-        """End leases now: of the given rows, or (ids None, at start-up) every lease this worker
-        holds on the channel's rows (None: on any channel), since no sender of this process
-        holds one yet. Returns the rows released."""
+        """End leases now: of the given rows this worker holds, or (ids None, at start-up) every lease
+        this worker holds on the channel's rows (None: on any channel), since no sender of this
+        process holds one yet. Returns the rows released."""
         now = time.time()
         if ids is None:
             return await self._tx(lambda conn: conn.execute(
                 "UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE status = 'pending' "
                 "AND (? IS NULL OR channel = ?) AND next_attempt_at > ? AND (leased_by = ? "
                 "OR (leased_by IS NULL AND attempts = 0))", (now, channel, channel, now, self.worker)).rowcount)
+        ids = list(ids)
         marks = ",".join("?" * len(ids))
         return await self._tx(lambda conn: conn.execute(
-            f"UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE status = 'pending' AND id IN ({marks})",
-            (now, *ids)).rowcount)
+            "UPDATE outbox SET next_attempt_at = ?, leased_by = NULL WHERE status = 'pending' AND leased_by = ? "
+            f"AND id IN ({marks})", (now, self.worker, *ids)).rowcount)
 
-    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> None:
-        """Record a failed attempt: retry at `retry_at`, or give up (status 'failed') when None."""
-        if retry_at is None:
-            await self._tx(lambda conn: conn.execute(
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, leased_by = NULL "
-                "WHERE id = ?", (error[:500], item.id)))
-        else:
-            await self._tx(lambda conn: conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, leased_by = NULL "
-                "WHERE id = ?", (error[:500], retry_at, item.id)))
+    async def outbox_failed(self, item: OutboxItem, error: str, retry_at: float | None) -> bool:
+        """Record a failed attempt of a row this worker holds: retry at `retry_at`, or give up (status
+        'failed') when None. False when it no longer holds the row (nothing recorded)."""
+        outcome, args = ("status = 'failed'", ()) if retry_at is None else ("next_attempt_at = ?", (retry_at,))
+        return await self._tx(lambda conn: conn.execute(
+            f"UPDATE outbox SET {outcome}, attempts = attempts + 1, last_error = ?, leased_by = NULL "
+            "WHERE id = ? AND status = 'pending' AND leased_by = ?", (*args, error[:500], item.id, self.worker)
+        ).rowcount == 1)
 
     # -- named leases ----------------------------------------------------------------------
+
+    async def hold_worker_id(self) -> None:
+        """Nothing to hold: a SQLite file serves one `mia run` process."""
 
     async def take_lease(self, name: str, seconds: float, now: float | None = None) -> bool:
         """Hold the lease `name` (the weekly digest, the retention purge) for `seconds`: True when
