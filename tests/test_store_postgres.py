@@ -112,6 +112,27 @@ async def test_two_workers_claiming_one_request_at_once_give_it_to_one(workers):
     assert request.claimed_by in ("Ani", "Budi")
 
 
+async def test_two_citizens_asking_the_status_of_each_others_request_are_both_answered(workers):
+    """Each unit holds its own citizen's conversation; reading another chat's request for /status
+    must not wait for that chat, or the two units deadlock and PostgreSQL aborts one message."""
+    first, second = workers
+    await asyncio.gather(first.open(), second.open())
+    refs = {}
+    for chat in ("A", "B"):
+        async with first.unit() as u:
+            refs[chat] = (await u.create_request("telegram", chat, "palembang", "16.71", {})).ref
+    both = asyncio.Barrier(2)
+
+    async def status(store, chat: str, other: str):
+        async with store.unit() as u:
+            await u.claim_and_load("telegram", f"m-{chat}", chat)
+            await both.wait()  # each now holds its own citizen's conversation
+            return await asyncio.wait_for(u.get_request(refs[other], lock=False), 10)
+
+    found = await asyncio.gather(status(first, "A", "B"), status(second, "B", "A"))
+    assert [r.chat_id for r in found] == ["B", "A"]
+
+
 async def test_web_limits_hold_across_workers(workers):
     """An address spreading its posts over two workers behind a load balancer gets the limit once,
     not once per worker; once refused, a worker asks the database no more until the window ends."""

@@ -235,7 +235,7 @@ class Assistant:
 
     async def _status(self, unit, state: ConversationState, ref: str, msg: Incoming, asked: bool = False) -> Outcome:
         """/status REF: the state of a callback request (only for the chat that made it)."""
-        request = await unit.get_request(ref) if ref else None
+        request = await unit.get_request(ref, lock=False) if ref else None  # read only: never wait on another chat
         if request is not None and (request.channel, request.chat_id) != (msg.channel, msg.chat_id):
             request = None  # another citizen's request: as if it did not exist
         content = self.content

@@ -78,8 +78,10 @@ class Unit(Protocol):
                              fields: dict) -> CallbackRequest:
         """Save a confirmed request and give it its reference, RKT-<year>-<6 digits>, unique."""
 
-    async def get_request(self, ref: str) -> CallbackRequest | None:
-        """A request by its reference (case-insensitive), or None."""
+    async def get_request(self, ref: str, lock: bool = True) -> CallbackRequest | None:
+        """A request by its reference (case-insensitive), or None. Staff acting on it `lock` its
+        conversation for the unit (PostgreSQL); a citizen only reading it (/status) does not, so two
+        citizens typing each other's references at once cannot deadlock."""
 
     async def latest_request(self, channel: str, chat_id: str) -> CallbackRequest | None:
         """The newest request made from this chat, or None."""

@@ -148,14 +148,14 @@ class PostgresUnit:
             f"UPDATE callback_requests SET ref = $1 WHERE id = $2 RETURNING {REQUEST_COLUMNS}", ref, row_id)
         return _request(row)
 
-    async def get_request(self, ref: str) -> CallbackRequest | None:
-        """A request by its reference (case-insensitive), or None. The request's conversation is held
-        until the unit ends (read again once held): of two staff claiming it at once in two workers,
-        the second sees the first's claim, as SQLite's single writer would show it."""
+    async def get_request(self, ref: str, lock: bool = True) -> CallbackRequest | None:
+        """A request by its reference (case-insensitive), or None. With `lock`, the request's
+        conversation is held until the unit ends (read again once held): of two staff claiming it at
+        once in two workers, the second sees the first's claim, as SQLite's single writer would show it."""
         sql = f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE ref = $1"
         row = await self._conn.fetchrow(sql, ref.strip().upper())
-        if row is None:
-            return None
+        if row is None or not lock:
+            return _request(row) if row else None
         await _lock_chat(self._conn, row[1], row[2])
         row = await self._conn.fetchrow(sql, row[0])
         return _request(row) if row else None

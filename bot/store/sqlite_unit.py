@@ -134,8 +134,8 @@ class SQLiteUnit:
 
         return _request(await self._call(insert))
 
-    async def get_request(self, ref: str) -> CallbackRequest | None:
-        """A request by its reference (case-insensitive), or None."""
+    async def get_request(self, ref: str, lock: bool = True) -> CallbackRequest | None:
+        """A request by its reference (case-insensitive), or None (one writer: nothing to lock)."""
         row = await self._call(lambda conn: conn.execute(
             f"SELECT {REQUEST_COLUMNS} FROM callback_requests WHERE ref = ?", (ref.strip().upper(),)).fetchone())
         return _request(row) if row else None
