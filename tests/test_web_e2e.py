@@ -182,6 +182,23 @@ async def test_a_staff_reply_that_lands_just_before_the_citizen_sends_is_shown(m
     assert shown.index("silakan tanya di sini") < shown.index("baik bu, terima kasih")
 
 
+async def test_a_new_conversation_during_a_handoff_tells_the_officer(mia, browser):
+    """"Percakapan baru" while an officer has the conversation: the officer is told the citizen left."""
+    page = await (await browser.new_context()).new_page()
+    staff = mia.staff_outbox
+    await start_handoff(page, mia.web_url, staff)
+    await page.get_by_role("button", name="Percakapan baru").click()
+    await page.wait_for_load_state()
+    await page.wait_for_selector(".msg.bot")
+    for _ in range(100):
+        if any("mengakhiri percakapan" in payload["text"] for _, payload in staff.sent):
+            break
+        await page.wait_for_timeout(50)
+    chat_id, closed = staff.sent[-1]
+    assert chat_id == "-1002" and "Warga mengakhiri percakapan dengan petugas" in closed["text"]
+    assert "diteruskan ke petugas" not in await page.locator(".log").inner_text()
+
+
 async def test_staff_reply_reaches_the_page_and_survives_restart(db_path, browser):
     app = MiaApp(web_settings(db_path))
     await app.start()

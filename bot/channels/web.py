@@ -26,6 +26,7 @@ from bot.core.assistant import Assistant
 from bot.core.turn import Outcome
 from bot.channels.http import BodyTooLarge, is_unicode, read_body
 from bot.channels.limits import STORE_FULL, TOO_MANY, RateLimiter, SharedRateLimiter, StoreGuard, client_address
+from bot.core.flows.state import HANDOFF_KEY
 from bot.core.messages import Incoming, Reply, reply_of
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ FULL_STORE_SESSION_BYTES = 64 * 1024  # past the store's size limit, a conversat
 
 
 SECRET_META = "web_session_secret"
+LEAVE_HANDOFF = "kembali ke bot"  # what a citizen says to leave an officer's conversation (flows/handoff.py)
 
 
 def session_chat(key: str) -> str:
@@ -157,11 +159,9 @@ class WebChannel:
         chosen by someone else is never adopted: no session fixation). A fresh one only within the
         client address's limit and while the store is under its size limit; otherwise the refusal
         (429 or 503, with a notice the page shows)."""
-        if self._secret is None:
-            self._secret = (await self.assistant.store.meta_default(SECRET_META, secrets.token_hex(32))).encode()
-        key = request.cookies.get(COOKIE, "")
-        if len(key) == 64 and hmac.compare_digest(key[32:].encode("utf-8", "surrogatepass"), self._sign(key[:32])):
-            return Session(key, session_chat(key), False)
+        known = await self._known_session(request)
+        if known is not None:
+            return known
         if self.guard is not None and await self.guard.full():
             return refusal(503, STORE_FULL)
         address = self.address(request)
@@ -170,6 +170,15 @@ class WebChannel:
         key = secrets.token_hex(16)
         key += self._sign(key).decode()
         return Session(key, session_chat(key), True)
+
+    async def _known_session(self, request: Request) -> Session | None:
+        """The cookie's session if this server issued it, else None."""
+        if self._secret is None:
+            self._secret = (await self.assistant.store.meta_default(SECRET_META, secrets.token_hex(32))).encode()
+        key = request.cookies.get(COOKIE, "")
+        if len(key) == 64 and hmac.compare_digest(key[32:].encode("utf-8", "surrogatepass"), self._sign(key[:32])):
+            return Session(key, session_chat(key), False)
+        return None
 
     async def _posting_session(self, request: Request) -> Session | Response:
         """The session of a request that writes: JSON from this site, within its address's limit of
@@ -292,10 +301,18 @@ class WebChannel:
 
     async def new_conversation(self, request: Request) -> Response:
         """"Percakapan baru": the browser forgets its session key (the old conversation is kept
-        until the retention purge, like any other); the next request starts a fresh one."""
+        until the retention purge, like any other); the next request starts a fresh one. A citizen
+        leaving an officer's conversation leaves it as "kembali ke bot" does: the officer is told."""
         refused = self._cross_site(request)
         if refused is not None:
             return refused
+        session = await self._known_session(request)
+        if session is not None:
+            async with self.assistant.store.unit() as unit:
+                in_handoff = bool((await unit.load_state(CHANNEL, session.chat)).data.get(HANDOFF_KEY))
+            if in_handoff:
+                message_id = f"{session.chat}:{uuid.uuid4().hex}"
+                await self.assistant.handle_outcome(Incoming(CHANNEL, session.chat, LEAVE_HANDOFF, message_id))
         response = JSONResponse({"ok": True})
         response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=self.secure_cookie)
         return response
