@@ -187,8 +187,8 @@ async def test_a_new_conversation_during_a_handoff_tells_the_officer(mia, browse
     page = await (await browser.new_context()).new_page()
     staff = mia.staff_outbox
     await start_handoff(page, mia.web_url, staff)
-    await page.get_by_role("button", name="Percakapan baru").click()
-    await page.wait_for_load_state()
+    async with page.expect_navigation():  # the page reloads (the old page's messages must not count)
+        await page.get_by_role("button", name="Percakapan baru").click()
     await page.wait_for_selector(".msg.bot")
     for _ in range(100):
         if any("mengakhiri percakapan" in payload["text"] for _, payload in staff.sent):
@@ -288,8 +288,8 @@ async def test_the_page_names_the_office_keeps_buttons_on_a_failed_send_and_star
         await page.unroute("**/api/messages")
 
         # "Percakapan baru": a fresh conversation, the old one no longer shown.
-        await page.get_by_role("button", name="Percakapan baru").click()
-        await page.wait_for_load_state()
+        async with page.expect_navigation():  # the page reloads (the old page's messages must not count)
+            await page.get_by_role("button", name="Percakapan baru").click()
         await page.wait_for_selector(".msg.bot")
         assert "e-KTP" not in await page.locator(".log").inner_text()
         await context.close()
