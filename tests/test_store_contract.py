@@ -430,6 +430,23 @@ async def test_whatsapp_bodies_are_kept_once_until_handled(store):
     assert [row for row, _ in await store.pending_whatsapp_updates(received_before=time.time() + 1)] == [other]
 
 
+async def test_a_worker_reads_its_own_whatsapp_bodies_and_others_only_when_left_20_s(store, other_worker):
+    mine = await store.add_whatsapp_update('{"entry": [1]}')
+    assert await store.add_whatsapp_update('{"entry": [1]}') is None  # a replay is kept once
+    theirs = await other_worker.add_whatsapp_update('{"entry": [2]}')
+    async with store.unit() as u:  # a body kept without a worker (before the migration): anyone's
+        old = await u.store_whatsapp_update('{"entry": [3]}')
+    assert None not in (mine, theirs, old)
+    # After a receive, and at start: only the bodies this worker kept, at once.
+    assert await store.pending_whatsapp_updates(mine=True) == [(mine, '{"entry": [1]}')]
+    assert await other_worker.pending_whatsapp_updates(mine=True) == [(theirs, '{"entry": [2]}')]
+    # The sweep: anyone's (another worker's, or nobody's) once 20 s old, not before.
+    assert await store.pending_whatsapp_updates(received_before=time.time() - 20) == []
+    assert [row for row, _ in await store.pending_whatsapp_updates(received_before=time.time() + 1)] == [
+        mine, theirs, old]
+    await other_worker.whatsapp_update_done(theirs, None)
+    assert [row for row, _ in await store.pending_whatsapp_updates()] == [mine, old]
+
 async def test_whatsapp_window_options_and_statuses(store):
     assert await store.whatsapp_contact("62812") is None
     now = time.time()

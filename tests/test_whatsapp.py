@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -309,3 +310,76 @@ async def test_feedback_gives_way_to_an_answers_own_buttons(mia, graph):
     assert shown == ["Paspor anak", "Perpanjang paspor", "Cara membuat paspor"]  # three: no room for feedback
     assert render("x", [{"title": t, "payload": t} for t in ("Biaya paspor", "👍 Membantu", "👎 Tidak membantu")]
                   )[0][0]["interactive"]["type"] == "button"
+
+
+class ReadingAssistant:
+    """Stands for the assistant: reads (the sentence model, before any transaction) every message it
+    is handed, then claims it; what it read and what it answered are recorded."""
+
+    def __init__(self, store, reads: list, answers: list):
+        self.store, self.reads, self.answers = store, reads, answers
+
+    async def handle_outcome(self, msg, record=None):
+        self.reads.append(msg.message_id)
+        await asyncio.sleep(0.3)  # understanding takes a while
+        async with self.store.unit() as u:
+            if await u.claim_and_load(msg.channel, msg.message_id, msg.chat_id) is None:
+                return None
+        self.answers.append(msg.message_id)
+        return None
+
+
+class IdleSender:
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_two_workers_each_read_only_the_bodies_they_kept_and_others_left_20_s(monkeypatch):
+    """Each worker handles the bodies it stored at once; another worker's only when left unhandled for
+    ORPHAN_SECONDS (the sweep): a message is read (the model's work) once, not once per worker."""
+    from starlette.applications import Starlette
+
+    import bot.channels.whatsapp as whatsapp
+    from bot.store.postgres import PostgresStore
+    from tests.test_store_contract import postgres_database
+
+    monkeypatch.setattr(whatsapp, "ORPHAN_SECONDS", 0.6)
+    async with postgres_database() as url:
+        stores = [PostgresStore(url, worker=f"mia-{i}") for i in (1, 2)]
+        reads, answers = [], []
+        channels = []
+        try:
+            for s in stores:
+                await s.open()
+                channels.append(whatsapp.WhatsAppChannel(ReadingAssistant(s, reads, answers), IdleSender(),
+                                                         VERIFY, SECRET))
+
+            async def receive(channel, n: int) -> None:
+                raw, headers = signed(update(text_message("syarat paspor", sender=f"6281{n}", wamid=f"wamid.W{n}")))
+                transport = httpx.ASGITransport(app=Starlette(routes=channel.routes()))
+                async with httpx.AsyncClient(transport=transport, base_url="http://mia") as http:
+                    assert (await http.post("/whatsapp/webhook", content=raw, headers=headers)).status_code == 200
+
+            await asyncio.gather(receive(channels[0], 1), receive(channels[1], 2))
+            await asyncio.sleep(1.0)
+            assert Counter(answers) == {"wamid.W1": 1, "wamid.W2": 1}
+            assert Counter(reads) == {"wamid.W1": 1, "wamid.W2": 1}, f"read more than once: {Counter(reads)}"
+
+            # Worker 1 keeps a body and dies before handling it: worker 2 takes it once it is left.
+            await stores[0].add_whatsapp_update(json.dumps(update(text_message("halo", wamid="wamid.W3"))))
+            await channels[1].start()
+            await asyncio.sleep(0.3)
+            assert "wamid.W3" not in reads  # not another worker's at once
+            deadline = time.monotonic() + 5
+            while "wamid.W3" not in answers and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert Counter(reads)["wamid.W3"] == Counter(answers)["wamid.W3"] == 1
+            assert await stores[0].pending_whatsapp_updates() == []
+        finally:
+            for channel in channels:
+                await channel.stop()
+            for s in stores:
+                await s.close()

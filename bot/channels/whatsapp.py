@@ -188,7 +188,7 @@ class WhatsAppChannel:
 
     async def start(self) -> None:
         await self.sender.start()
-        self._spawn()  # updates stored before a restart but not yet handled
+        self._spawn(mine=True)  # bodies this worker (MIA_WORKER_ID) kept before a restart, not handled
         self._sweeper.start()
 
     async def stop(self) -> None:
@@ -220,10 +220,11 @@ class WhatsAppChannel:
             return JSONResponse({"error": "body must be JSON"}, status_code=400)
         if not isinstance(body, dict) or body.get("object") != "whatsapp_business_account":
             return JSONResponse({"error": "not a WhatsApp Business Account update"}, status_code=400)
-        async with self.store.unit() as unit:  # stored before Meta gets its 200
-            stored = await unit.store_whatsapp_update(raw.decode("utf-8"))
+        # Stored (as this worker's) before Meta gets its 200; this worker handles it, others only
+        # once it is ORPHAN_SECONDS old (the sweep), so a body is read by one worker.
+        stored = await self.store.add_whatsapp_update(raw.decode("utf-8"))
         if stored is not None:  # a replayed body was handled (or is waiting) already
-            self._spawn()
+            self._spawn(mine=True)
         return JSONResponse({"ok": True})
 
     async def _sweep(self) -> None:
@@ -232,22 +233,25 @@ class WhatsAppChannel:
         while True:
             await asyncio.sleep(ORPHAN_SECONDS / 2)
             try:
-                if await self.store.pending_whatsapp_updates(received_before=time.time() - ORPHAN_SECONDS):
-                    self._spawn()
+                before = time.time() - ORPHAN_SECONDS
+                if await self.store.pending_whatsapp_updates(received_before=before):
+                    self._spawn(received_before=before)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the next sweep tries again
                 log.exception("whatsapp: reading the stored updates failed")
 
-    def _spawn(self) -> None:
-        task = asyncio.create_task(self.process_pending())
+    def _spawn(self, received_before: float | None = None, mine: bool = False) -> None:
+        task = asyncio.create_task(self.process_pending(received_before, mine))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def process_pending(self) -> None:
-        """Handle stored updates in arrival order, one pass at a time."""
+    async def process_pending(self, received_before: float | None = None, mine: bool = False) -> None:
+        """Handle stored updates in arrival order, one pass at a time: after a receive and at start
+        (mine) the ones this worker kept; in the sweep any worker's received before a time; all of
+        them when called without either."""
         async with self._lock:
-            for row_id, raw in await self.store.pending_whatsapp_updates():
+            for row_id, raw in await self.store.pending_whatsapp_updates(received_before, mine):
                 if self._stopping:
                     return
                 try:

@@ -123,7 +123,8 @@ class Unit(Protocol):
 
     # -- WhatsApp
     async def store_whatsapp_update(self, body: str) -> int | None:
-        """Keep a raw webhook body until handled; None, and nothing stored, for a body already kept."""
+        """Keep a raw webhook body until handled; None, and nothing stored, for a body already kept. It
+        names no worker: any worker's after 20 s (the webhook keeps bodies with Store.add_whatsapp_update)."""
 
 
 class Store(Protocol):
@@ -218,8 +219,14 @@ class Store(Protocol):
         """Delete web conversations idle since `older_than` that never got past one turn; how many went."""
 
     # -- WhatsApp
-    async def pending_whatsapp_updates(self, received_before: float | None = None) -> list[tuple[int, str]]:
-        """Stored webhook bodies not yet handled, (id, body) oldest first; optionally received before a time."""
+    async def add_whatsapp_update(self, body: str) -> int | None:
+        """Keep a raw webhook body until handled, as kept by this worker (`worker`); its id, or None, and
+        nothing stored, for a body already kept (a replay). A transaction of its own, committed on return."""
+
+    async def pending_whatsapp_updates(self, received_before: float | None = None,
+                                       mine: bool = False) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, (id, body) oldest first; optionally received before a time
+        (another worker's, left unhandled) and/or (mine) kept by this worker: after a receive, and at start."""
 
     async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:
         """A stored body was handled (or failed for good with `error`)."""

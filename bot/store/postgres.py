@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from contextlib import asynccontextmanager
@@ -196,10 +197,22 @@ class PostgresStore(PostgresWorkTables, PostgresStaffDeskTables):
 
     # -- WhatsApp bookkeeping ----------------------------------------------------------------
 
-    async def pending_whatsapp_updates(self, received_before: float | None = None) -> list[tuple[int, str]]:
-        """Stored webhook bodies not yet handled, oldest first (optionally only those received before a time)."""
+    async def add_whatsapp_update(self, body: str) -> int | None:
+        """Keep a raw webhook body, kept by this worker, until it is handled; None, and nothing stored, for a
+        body already kept (a replay)."""
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        return await self._require().fetchval(
+            "INSERT INTO whatsapp_inbox (body, received_at, body_hash, worker) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (body_hash) DO NOTHING RETURNING id", body, time.time(), digest, self.worker)
+
+    async def pending_whatsapp_updates(self, received_before: float | None = None,
+                                       mine: bool = False) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, oldest first; optionally only those received before a
+        time (what a worker that died left behind) and/or (mine) kept by this worker."""
         rows = await self._read().fetch("SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL "
-                                        "AND ($1::float8 IS NULL OR received_at < $1) ORDER BY id", received_before)
+                                        "AND ($1::float8 IS NULL OR received_at < $1) "
+                                        "AND ($2::text IS NULL OR worker = $2) ORDER BY id",
+                                        received_before, self.worker if mine else None)
         return [(r[0], r[1]) for r in rows]
 
     async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -134,11 +135,26 @@ class SQLiteStore(WorkTables, StaffDeskTables):
 
     # -- WhatsApp bookkeeping ---------------------------------------------------------------
 
-    async def pending_whatsapp_updates(self, received_before: float | None = None) -> list[tuple[int, str]]:
-        """Stored webhook bodies not yet handled, oldest first (optionally only those received before a time)."""
+    async def add_whatsapp_update(self, body: str) -> int | None:
+        """Keep a raw webhook body, kept by this worker, until it is handled (it is acknowledged only after
+        this commits). None, and nothing stored, for a body already kept (a replay: same bytes, same signature)."""
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+        def insert(conn) -> int | None:
+            cur = conn.execute("INSERT OR IGNORE INTO whatsapp_inbox (body, received_at, body_hash, worker) "
+                               "VALUES (?, ?, ?, ?)", (body, time.time(), digest, self.worker))
+            return cur.lastrowid if cur.rowcount else None
+
+        return await self._tx(insert)
+
+    async def pending_whatsapp_updates(self, received_before: float | None = None,
+                                       mine: bool = False) -> list[tuple[int, str]]:
+        """Stored webhook bodies not yet handled, oldest first; optionally only those received before a
+        time (what a worker that died left behind) and/or (mine) kept by this worker."""
+        mine_only = self.worker if mine else None
         async with self._query(
             "SELECT id, body FROM whatsapp_inbox WHERE processed_at IS NULL AND (? IS NULL OR received_at < ?) "
-            "ORDER BY id", (received_before, received_before)) as cur:
+            "AND (? IS NULL OR worker = ?) ORDER BY id", (received_before, received_before, mine_only, mine_only)) as cur:
             return [(r[0], r[1]) for r in await cur.fetchall()]
 
     async def whatsapp_update_done(self, row_id: int, error: str | None) -> None:

@@ -228,4 +228,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX hits_time ON hits (window_start);
     """,
+    # Several workers on one WhatsApp number: who kept a stored body (its worker handles it at once;
+    # another only once it is 20 s old). Bodies kept before: NULL, anyone's after 20 s.
+    """
+    ALTER TABLE whatsapp_inbox ADD COLUMN worker TEXT;
+    """,
 )
