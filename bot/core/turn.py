@@ -171,8 +171,50 @@ def place_context(content: "Content", matches: tuple["PlaceMatch", ...]) -> Plac
         by_office.setdefault(office.id, (m.place.name, office))
     if len(by_office) > 1:
         return PlaceContext(ambiguous=tuple(by_office.values()))
-    first = home[0]
-    # Prefer the most specific name the citizen used (a district over its regency).
-    specific = next((m for m in home if m.place.district_code), first)
-    return PlaceContext(kb.regency(first.place.regency_code), kb.office_for(first.place.regency_code),
-                        specific.place.name, also_outside=specific.also_outside)
+    code = _agreed_regency(home)
+    inside = [m for m in home if m.place.regency_code == code]
+    region = kb.regency(code)
+    place, named = _place_name(inside, region)
+    return PlaceContext(region, kb.office_for(code), place, also_outside=named.also_outside)
+
+
+def _spans(matches: list["PlaceMatch"]) -> list[list["PlaceMatch"]]:
+    """The matches grouped by the words they were read from, in the order the citizen wrote them."""
+    spans: dict[tuple[int, int], list["PlaceMatch"]] = {}
+    for m in matches:
+        spans.setdefault((m.start, m.end), []).append(m)
+    return list(spans.values())
+
+
+def _agreed_regency(matches: list["PlaceMatch"]) -> str:
+    """Of the regencies (one office's) the names may lie in, the one most of the names agree on.
+
+    "pendopo talang ubi pali": Pendopo is a district of Empat Lawang, but Talang Ubi and PALI
+    both say Penukal Abab Lematang Ilir (where the oil town Pendopo lies). On a tie the regency
+    named as a regency wins ("pendopo, kab pali"), then the one named first.
+    """
+    support: dict[str, int] = {}
+    as_regency: set[str] = set()
+    for span in _spans(matches):
+        for code in dict.fromkeys(m.place.regency_code for m in span):
+            support[code] = support.get(code, 0) + 1
+        as_regency.update(m.place.regency_code for m in span if m.place.district_code is None)
+    order = list(support)
+    return max(order, key=lambda c: (support[c], c in as_regency, -order.index(c)))
+
+
+def _place_name(matches: list["PlaceMatch"], region: Regency) -> tuple[str, "PlaceMatch"]:
+    """The most specific name the citizen used within one regency (a district or village over the
+    regency), and its match. Places of one name in different districts name no district: "desa
+    sukarami, lahat" is Sukarami in Lahat, not one of its three Sukarami picked at random."""
+    for span in _spans(matches):
+        specific = [m for m in span if m.place.district_code]
+        if not specific:
+            continue
+        if len({m.place.district_code for m in specific}) == 1:
+            return specific[0].place.name, specific[0]
+        bare = [m.place.name.split(", Kec. ")[0] for m in specific]
+        if len({b.replace(" ", "").lower() for b in bare}) == 1:  # "Pagar Jati" and "Pagarjati" too
+            return bare[0], specific[0]
+    broad = next((m for m in matches if not m.place.district_code), matches[0])  # the regency, a postal code
+    return (broad.place.name if not broad.place.district_code else region.short_name), broad

@@ -127,7 +127,10 @@ class PlaceMatcher:
 
     Regencies, districts and curated towns come first; then desa/kelurahan (data/villages.json)
     for the words still free, so a village never takes the words of a regency or district.
-    Namesakes are settled by another place in the same message ("sukarami, kec. rambang").
+    After a village word ("desa sukarami", "kelurahan lawangkidul") a regency or district name
+    also stands for the villages so named (spaces aside), so that namesakes under another office
+    are not left out. Namesakes are settled by another place in the same message ("sukarami,
+    kec. rambang").
     """
 
     def __init__(self, knowledge: Knowledge, known_words: frozenset[str] = frozenset()):
@@ -165,16 +168,23 @@ class PlaceMatcher:
 
     def _build_villages(self, knowledge: Knowledge, districts: dict) -> None:
         """Villages by name, postal codes, and which village names need a cue word."""
-        villages: dict[str, set[Place]] = defaultdict(set)
+        keys: dict[str, set[Place]] = defaultdict(set)
+        by_compact: dict[str, set[Place]] = defaultdict(set)  # "lawangkidul": Lawangkidul and Lawang Kidul
         postal: dict[str, set[str]] = defaultdict(set)
         for v in knowledge.villages:
             d = districts[v.district_code]
             place = Place(f"{v.name}, Kec. {d.name}", d.regency_code, d.code, v.code)
             for key in name_variants(v.name):
-                villages[key].add(place)
+                keys[key].add(place)
+                by_compact[key.replace(" ", "")].add(place)
             if v.postal_code:
                 postal[v.postal_code].add(v.district_code)
-        self.villages = {k: tuple(sorted(ps, key=lambda p: p.village_code)) for k, ps in villages.items()}
+        self._villages_by_compact = {k: tuple(sorted(ps, key=lambda p: p.village_code)) for k, ps in by_compact.items()}
+        # A name stands for every village spelt with the same letters: "argo mulyo" is "Argomulyo" too,
+        # after the villages spelt as the citizen did.
+        self.villages = {k: tuple(sorted(self._villages_by_compact[k.replace(" ", "")],
+                                         key=lambda p: (p not in exact, p.village_code)))
+                         for k, exact in keys.items()}
         self.postal: dict[str, tuple[Place, ...]] = {}
         for code, district_codes in postal.items():
             by_regency: dict[str, list[str]] = defaultdict(list)
@@ -270,8 +280,11 @@ class PlaceMatcher:
                 if places is None or key in self.needs_cue and not cued(i, i + n):
                     continue
                 take(i, i + n)
+                villages = self.villages_named(key)
+                if villages and i > 0 and tokens[i - 1] in VILLAGE_CUES:
+                    places = self._with_villages(places, villages)  # "desa sukarami": the villages too
                 spans.append(_Span(i, i + n, key, places, also_outside=self.shadowed_outside.get(key),
-                                   villages=self.villages.get(key, ())))
+                                   villages=villages))
             for i in starts:  # villages and postal codes, then places elsewhere
                 if i + n > n_tok or not free(i, i + n):
                     continue
@@ -288,7 +301,10 @@ class PlaceMatcher:
         for i, j, place_key, score in self._fuzzy(tokens, taken):
             if free(i, j):
                 take(i, j)
-                spans.append(_Span(i, j, " ".join(tokens[i:j]), self.names[place_key], score))
+                places, villages = self.names[place_key], self.villages_named(place_key)
+                if villages and i > 0 and tokens[i - 1] in VILLAGE_CUES:
+                    places = self._with_villages(places, villages)  # "desa sukaramii"
+                spans.append(_Span(i, j, " ".join(tokens[i:j]), places, score, villages=villages))
         self._settle_namesakes(spans, tokens)
         matches = [
             PlaceMatch(p, s.start, s.end, s.score, s.key, tokens[s.start - 1] if s.start else "", s.also_outside)
@@ -297,6 +313,24 @@ class PlaceMatcher:
         ]
         outside.sort(key=lambda m: m.start)
         return PlaceResult(tuple(matches), tuple(outside))
+
+    def villages_named(self, key: str) -> tuple[Place, ...]:
+        """The villages whose name is `key`, however it is split into words ("lawang kidul")."""
+        return self._villages_by_compact.get(key.replace(" ", ""), ())
+
+    @staticmethod
+    def _with_villages(places: tuple[Place, ...], villages: tuple[Place, ...]) -> tuple[Place, ...]:
+        """A regency or district name said after a village word: the places it may name, likeliest first.
+
+        A village inside the regency or district of that name (Kelurahan Sukarami in Kecamatan
+        Sukarami), then the regency or district itself, then the villages so named elsewhere.
+        """
+        def inside(v: Place) -> bool:
+            return any(v.district_code == p.district_code if p.district_code else v.regency_code == p.regency_code
+                       for p in places)
+
+        within = tuple(v for v in villages if inside(v))
+        return within + places + tuple(v for v in villages if v not in within)
 
     def _settle_namesakes(self, spans: list[_Span], tokens: list[str]) -> None:
         """Keep the namesakes that lie in a regency or district named elsewhere in the message.
