@@ -246,3 +246,94 @@ async def test_the_address_and_hours_buttons_after_an_office_answer_name_that_of
 async def test_without_a_known_home_the_hours_speak_of_every_office(chat):
     reply = await chat.say("jam buka kantor imigrasi brp")
     assert "Kanim Palembang, Kanim Muaraenim dan Kanim Lubuklinggau" in reply.text
+
+
+# Follow-ups that lost the topic (a reviewer's findings, issue: follow-ups), each tried in other words.
+
+async def follow_up(chat, first: str, then: str):
+    """What the citizen reads when `then` follows MIA's answer to `first`."""
+    await chat.say(first)
+    return await chat.say(then)
+
+
+async def test_weekends_asked_about_after_the_processing_time_get_that_answer_not_the_weekend_service(chat):
+    """The processing-time answer says weekends do not count: asked again, that is the answer. A
+    weekend service, which that answer does not speak of, is still the weekend service."""
+    for first, then in (("brp lama paspor jadi", "sabtu minggu diitung ga"),
+                        ("berapa lama proses paspor", "sabtu minggu ikut dihitung?"),
+                        ("brp hari jadinya paspor", "hari sabtu minggu diitung gak?")):
+        reply = await follow_up(chat, first, then)
+        assert "Sabtu dan Minggu tidak dihitung" in reply.text and "Lapor Tunggu" not in reply.text
+    for then in ("do weekends count?", "do the weekends count?"):
+        english = await follow_up(chat, "how long does a passport take", then)
+        assert "weekends do not count" in english.text and "Lapor Tunggu" not in english.text
+    service = await follow_up(chat, "brp lama paspor jadi", "ada layanan paspor sabtu minggu gak?")
+    assert "Lapor Tunggu" in service.text
+
+
+async def test_the_year_of_an_old_passport_after_the_renewal_answer_stays_renewal(chat):
+    """The renewal answer says what a passport issued before 2009 needs: the year is no lost passport."""
+    for first, then in (("syarat perpanjang paspor apa aja min", "paspor sy terbit 2008"),
+                        ("perpanjang paspor gmn", "pasporku terbit tahun 2006"),
+                        ("syarat perpanjang paspor", "paspor saya terbit 2007 min")):
+        reply = await follow_up(chat, first, then)
+        assert "Perpanjangan (penggantian) paspor" in reply.text and "2009" in reply.text
+        assert "kepolisian" not in reply.text
+
+
+async def test_renewal_asked_after_the_child_passport_gets_the_renewal_answer(chat):
+    for first, then in (("what are the requirements for a child passport?", "what about requirements for renewal?"),
+                        ("what does a child passport need?", "and for renewal?"),
+                        ("child passport requirements", "what about renewal?")):
+        reply = await follow_up(chat, first, then)
+        assert "A passport renewal (replacement)" in reply.text and "A child's passport" not in reply.text
+
+
+async def test_lost_after_a_renewal_reached_by_a_follow_up_gets_the_lost_passport_answer(chat):
+    await chat.say("syarat paspor baru")
+    await chat.say("kalau perpanjang?")
+    assert "kepolisian" in (await chat.say("kalau hilang?")).text
+    await chat.say("dokumen bikin paspor apa aja")
+    renewal = await chat.say("klo perpanjang gmn")
+    assert "Perpanjangan (penggantian) paspor" in renewal.text
+    lost = await chat.say("klo ilang?")
+    assert "kepolisian" in lost.text and "Perpanjangan" not in lost.text
+    await chat.say("what do i need for a new passport")
+    await chat.say("and to renew one?")
+    english = await chat.say("and if it's lost?")
+    assert "police" in english.text and "renewal" not in english.text
+
+
+async def test_thanks_with_a_question_in_the_same_sentence_answers_the_question(chat):
+    renew = await chat.say("oke makasih, kalau perpanjang syaratnya apa?")
+    assert "Perpanjangan (penggantian) paspor" in renew.text and "Sama-sama" not in renew.text
+    fees = await chat.say("makasih min, trus biayanya brp?")
+    assert "Rp350.000" in fees.text and "Sama-sama" not in fees.text
+    lost = await chat.say("siap terima kasih kak, kalau paspor hilang gimana ya")
+    assert "kepolisian" in lost.text
+    renewal = await chat.say("thank you, and how do i renew it?")
+    assert "A passport renewal (replacement)" in renewal.text
+    electronic = await follow_up(chat, "biaya paspor brp", "makasih min, kalo yg elektronik?")  # after thanks
+    assert "Paspor elektronik (e-paspor)" in electronic.text and "Sama-sama" not in electronic.text
+    thanks = await chat.say("oke siap, makasih bang")
+    assert "Sama-sama" in thanks.text
+    remark = await follow_up(chat, "brp lama paspor jadi", "Prosesnya cepat. Thx.")  # a remark: no question
+    assert "Sama-sama" in remark.text
+
+
+async def test_another_place_after_an_office_answer_names_the_office_of_that_place(chat):
+    for then in ("di muara enim bisa?", "boleh bikin di muara enim?"):
+        reply = await follow_up(chat, "min klo mau bikin paspor di ogan ilir kemana ya", then)
+        assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in reply.text and "Maaf" not in reply.text
+    english = await follow_up(chat, "i live in ogan ilir, where do i go for a passport?", "can i go to lahat?")
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in english.text
+
+
+async def test_a_message_that_follows_nothing_up_does_not_get_the_previous_answer_again(chat):
+    """Gibberish, a place alone or an unrelated question after an answer is not a follow-up of it."""
+    gibberish = await follow_up(chat, "brp lama paspor jadi", "asdfgh")
+    assert "hari kerja" not in gibberish.text
+    place = await follow_up(chat, "biaya paspor brp", "prabumulih")
+    assert "Prabumulih" in place.text and "Rp350.000" not in place.text
+    unrelated = await follow_up(chat, "syarat perpanjang paspor", "resep pindang patin")
+    assert "Perpanjangan" not in unrelated.text

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Callable, Sequence
+
+from jinja2 import TemplateError
 
 from bot.core.content import Content
 from bot.core.flows.base import Flow
@@ -24,8 +29,12 @@ HOME_OFFICE_INTENTS = frozenset({ASK_REGION, "office_contact", "office_hours"})
 HANDOFF = "human_handoff"
 LAST_PLACE = "clarified_place"
 LAST_INTENT = "last_intent"  # the previous answer's intent, for follow-ups
-FOLLOW_UP_WORDS = 5  # a follow-up is short: not understood alone in this many words or fewer...
-FOLLOW_UP_CUED = 3  # ...or this few, starting with a follow-up word ("kalau yang elektronik?")
+FOLLOW_UP_WORDS = 5  # a follow-up is short: read in its conversation in this many words or fewer...
+FOLLOW_UP_CUED = 3  # ...and with the previous topic even when understood alone, this few starting with a follow-up word
+# How much of a message (by weight) one line of the previous answer holds: this much, and the message
+# asks again what that line says; half, and a message not understood alone leans on that answer.
+RESTATED = 2 / 3
+ECHOED = 1 / 2
 FOLLOW_UP_CUES = frozenset("kalau kalo klo kl trus terus lalu bagaimana gimana yang yg tanpa selain what how and if about without".split())
 CANCEL_TEXT = "/batal"
 # Commands every channel may send; each stands for a text MIA already understands.
@@ -47,6 +56,92 @@ FEEDBACK_YES = frozenset(" ".join(t[0].lower().split()[1:]) for t in FEEDBACK_TI
 FEEDBACK_NO = frozenset(" ".join(t[1].lower().split()[1:]) for t in FEEDBACK_TITLES.values())
 # Answers that ask for no feedback: small talk, menus of their own, and the flows.
 NO_FEEDBACK = frozenset({"help", "bot_identity", "services_list", HANDOFF, "complaint", "callback_request", ASK_REGION})
+CLAUSE_END = re.compile(r"[,;.!?\n]+")  # where a thanks or a greeting ends and the question begins
+
+
+class Topics:
+    """What names a topic and what an answer says, for one content snapshot.
+
+    A topic is named by its own keywords (intents/*.yaml): those no other intent lists, as MIA
+    reads them. A word weighs as much as it is rare among the intents' examples (its inverse
+    document frequency over intents): "sabtu" tells more than "paspor" or "saya".
+    """
+
+    def __init__(self, content: Content):
+        self.content = content
+        matcher = content.matcher
+        own = {it.id: tuple(k for k in dict.fromkeys(" ".join(matcher.prepare(k).tokens) for k in it.keywords) if k)
+               for it in content.intents.intents}
+        owners = Counter(k for keywords in own.values() for k in keywords)
+        self.keywords = {intent: tuple(k for k in keywords if owners[k] == 1) for intent, keywords in own.items()}
+        users: dict[str, set[str]] = {}  # word -> the intents whose examples use it
+        for item, example in zip(matcher.items, matcher.item_examples):
+            if example is not None and example.intent is not None:
+                for word in item.lexical.split():
+                    users.setdefault(word, set()).add(example.intent)
+        n = len(content.intents.intents)
+        self._rarest = math.log(n + 1)  # a word no example uses
+        self._weight = {w: math.log((n + 1) / (len(intents) + 1)) for w, intents in users.items()}
+        self._lines: dict[str, tuple[frozenset[str], ...]] = {}
+        self._titles: dict[str, frozenset[str]] = {}
+
+    def weight(self, word: str) -> float:
+        return self._rarest if word in MARKERS else self._weight.get(word, self._rarest)
+
+    def named(self, text: str, intent: str) -> bool:
+        """True when the (normalized) message names the topic by one of its own keywords."""
+        return bool(self._naming(text, intent))
+
+    def _naming(self, text: str, intent: str | None) -> set[str]:
+        """The words of the topic's own keywords that the message uses."""
+        padded = f" {text} "
+        return {w for k in self.keywords.get(intent, ()) if f" {k} " in padded for w in k.split()}
+
+    def echo(self, text: str, answer: str, topic: str | None) -> float:
+        """How much of what the (normalized) message asks, by weight, one line of the answer of
+        intent `answer` says, 0..1: 1.0 for "sabtu minggu diitung ga" after "Sabtu dan Minggu tidak
+        dihitung".
+
+        The line must speak of what the message names (the words of its own topic's keywords), and
+        what the message asks about it is the rest: "ada layanan sabtu minggu?" asks what that line
+        does not say. A place is asked about and never in a line; a year is left out ("terbit 2008"
+        against "terbit setelah 2009"). A line naming `topic` by its title points there instead,
+        as a list of services does."""
+        naming = self._naming(text, topic)
+        asked = [w for w in text.split() if w not in naming and not w.isdigit()]
+        total = sum(self.weight(w) for w in asked)
+        if not total:
+            return 0.0
+        title = self._title_words(topic) if topic else frozenset()
+        return max((sum(self.weight(w) for w in asked if w in line and w not in MARKERS) / total
+                    for line in self.lines(answer) if naming <= line and not title & line), default=0.0)
+
+    def _title_words(self, intent: str) -> frozenset[str]:
+        """The rarest word of each of the intent's titles: what names it in a list."""
+        if intent not in self._titles:
+            target, out = self.content.intents.get(intent), set()
+            for title in target.title.values() if target is not None else ():
+                words = [w for w in self.content.matcher.prepare(title).tokens if w not in MARKERS]
+                if words:
+                    out.add(max(words, key=self.weight))
+            self._titles[intent] = frozenset(out)
+        return self._titles[intent]
+
+    def lines(self, intent: str) -> tuple[frozenset[str], ...]:
+        """The answer's lines in both languages, each as the words MIA reads (no place: what every
+        citizen reads)."""
+        if intent not in self._lines:
+            content, texts = self.content, []
+            target = content.intents.get(intent)
+            for lang in ("id", "en") if target is not None else ():
+                try:
+                    texts.append(reply(content, ConversationState(lang=lang), target.response, intent, 1.0)
+                                 .replies[0].text)
+                except TemplateError:  # an answer that needs its conversation (a request) says nothing here
+                    continue
+            self._lines[intent] = tuple(frozenset(content.matcher.prepare(line).tokens)
+                                        for t in texts for line in t.splitlines() if line.strip())
+        return self._lines[intent]
 
 
 def homes(content: Content, matches: tuple[PlaceMatch, ...]) -> tuple[PlaceMatch, ...]:
@@ -66,6 +161,13 @@ class Dialogue:
         self._staff_offices = staff_offices
         self.form_ttl_seconds = form_ttl_seconds
         self.retention_days = retention_days
+        self._topics: Topics | None = None
+
+    def topics(self, content: Content) -> Topics:
+        """The topics of this content snapshot (a reload swaps them)."""
+        if self._topics is None or self._topics.content is not content:
+            self._topics = Topics(content)
+        return self._topics
 
     def busy(self, state: ConversationState) -> bool:
         """True while a flow holds the conversation."""
@@ -123,8 +225,11 @@ class Dialogue:
         u = content.matcher.understand(text)
         new_state.lang = u.lang or state.lang
         active = next((flow for flow in self.flows if flow.active(new_state)), None)
-        if active is None and state.pending is None:
+        follows = active is None and state.pending is None
+        if follows:
             u = self._follow_up(content, text, u, new_state)
+        if active is None:
+            u = self._past_small_talk(content, text, u, new_state if follows else None)
         if active is not None:
             return active.turn(turn, u).after(notes)
         intent = u.intent
@@ -182,30 +287,89 @@ class Dialogue:
         return replace(outcome, effects=outcome.effects + labels).after(notes)
 
     def _follow_up(self, content: Content, text: str, u: Understanding, state: ConversationState) -> Understanding:
-        """A short message that leans on the previous answer, read together with that answer's topic.
+        """A short message read in its conversation: the previous answer decides what it asks.
 
-        "kalau yang elektronik?" after the fees, "kalau di lahat?" after an office, "berapa lama?"
-        after same-day service: the previous intent's title plus the new words decide.
+        - A next step the previous answer offered (one of its buttons), named in the message's own
+          words, is what it asks: "kalau hilang?" after the renewal answer.
+        - A message that says again what a line of the previous answer says asks about that answer:
+          "sabtu minggu diitung ga" after the processing time ("Sabtu dan Minggu tidak dihitung"),
+          "paspor sy terbit 2008" after the renewal answer ("paspor yang terbit setelah 2009").
+        - Another topic named in the message's own words is a new question: "what about
+          requirements for renewal?" after the child passport.
+        - A short message that is not understood alone but leans on the previous answer is read
+          with that answer's topic ("previous title + text"): "kalau di lahat?" after an office.
         """
         last = state.data.get(LAST_INTENT)
+        previous = content.intents.get(last) if last else None
         words = [w for w in u.text.split() if w not in MARKERS]
-        if not last or content.intents.get(last) is None or len(words) > FOLLOW_UP_WORDS or u.by_title:
+        if previous is None or u.by_title or len(words) > FOLLOW_UP_WORDS:
             return u
-        cue = bool(words) and words[0] in FOLLOW_UP_CUES and len(words) <= FOLLOW_UP_CUED
-        if u.intent is not None and not cue:
-            return u
-        title = content.intents.get(last).title[state.lang if state.lang in ("id", "en") else "id"]
-        joined = content.matcher.understand(f"{title} {text}")
-        # "kalo buat anak gimana?" after the requirements: a next step MIA itself offered (one of the
-        # previous answer's buttons) is what a short message most likely asks, rather than the same
-        # answer again or a menu.
+        matcher, topics = content.matcher, self.topics(content)
         best = u.candidates[0] if u.candidates else None
-        if (joined.intent in (None, last) and best is not None and best.intent != last
-                and best.intent in content.intents.get(last).buttons and best.score >= content.matcher.t.accept / 2):
-            return replace(u, intent=best.intent, also=None)
-        if joined.intent is None:
+        other = best.intent if best is not None and best.intent != last else None
+        # Another topic the message alone leans to, at half what MIA needs to answer it alone.
+        topic = other if other and other not in matcher.small_talk and best.score >= matcher.t.accept / 2 else None
+        named = topic is not None and not u.out_of_scope and topics.named(u.text, topic)
+        if named and topic in previous.buttons:
+            return self._read_as(u, topic)
+        echo = topics.echo(u.text, last, other)
+        if u.intent != last and u.intent not in matcher.small_talk and echo >= RESTATED:
+            return replace(u, intent=last, also=None)
+        cue = bool(words) and words[0] in FOLLOW_UP_CUES and len(words) <= FOLLOW_UP_CUED
+        if u.intent is not None and (named or not cue):
+            return u
+        title = previous.title[state.lang if state.lang in ("id", "en") else "id"]
+        joined = matcher.understand(f"{title} {text}")
+        if topic is not None and (named or topic in previous.buttons) and joined.intent in (None, last):
+            # Read with the previous topic, the message would get the same answer again (or a menu);
+            # but its own words name another topic ("what about requirements for renewal?" after the
+            # child passport), or it leans to a next step MIA itself offered ("kalo mau ganti yg
+            # baru?" after the requirements): that topic is what it asks.
+            return self._read_as(u, topic)
+        # Otherwise the previous topic decides only for a message that leans on it: a follow-up word;
+        # another place after an answer about a place ("kalau di lahat?" after an office, "di muara
+        # enim bisa?"); or, when MIA does not read it as out of scope, a reading the message alone
+        # had in mind (a menu would offer it) or half of what it says in a line of the previous
+        # answer. "prabumulih" after the processing time is no follow-up, "asdfgh" none at all.
+        considered = {c.intent for c in u.candidates if c.score >= matcher.t.clarify}
+        about_place = (bool(u.places.matches) and last in HOME_OFFICE_INTENTS
+                       and joined.intent in HOME_OFFICE_INTENTS)
+        leans = cue or about_place or (not u.out_of_scope and (joined.intent in considered or echo >= ECHOED))
+        if joined.intent is None or not leans:
             return u
         return replace(joined, text=u.text, places=u.places, lang=u.lang or joined.lang, also=None)
+
+    @staticmethod
+    def _read_as(u: Understanding, intent: str) -> Understanding:
+        return u if u.intent == intent else replace(u, intent=intent, also=None)
+
+    def _past_small_talk(self, content: Content, text: str, u: Understanding,
+                         state: ConversationState | None) -> Understanding:
+        """Thanks or a greeting in the same sentence as a question ("oke makasih, kalau perpanjang
+        syaratnya apa?"): the question, read without the parts that are small talk on their own,
+        when the whole reads as small talk or as nothing MIA can answer.
+
+        `state`: the conversation, when the question may follow up the previous answer."""
+        small_talk = content.matcher.small_talk
+        if (u.intent is not None and u.intent not in small_talk) or u.by_title:
+            return u
+        topics = self.topics(content)
+        if u.intent is None and not any(topics.named(u.text, intent) for intent in small_talk):
+            return u  # no thanks nor greeting in it: nothing to read past
+        clauses = [c.strip() for c in CLAUSE_END.split(text) if c.strip()]
+        if len(clauses) < 2:
+            return u
+        rest = [c for c in clauses if content.matcher.understand(c).intent not in small_talk]
+        if not rest or len(rest) == len(clauses):
+            return u
+        question = ", ".join(rest)
+        q = content.matcher.understand(question)
+        words = [w for w in q.text.split() if w not in MARKERS]
+        if state is not None and (q.intent is not None or (words and words[0] in FOLLOW_UP_CUES)):
+            # A question that follows up the previous answer ("makasih min, kalo yg elektronik?");
+            # a remark is no question ("Prosesnya cepat. Thx." stays thanks).
+            q = self._follow_up(content, question, q, state)
+        return q if q.intent is not None and q.intent not in small_talk else u
 
     @staticmethod
     def _feedback(content: Content, state: ConversationState, answered: dict | None, unhelpful: bool) -> Outcome:
