@@ -337,3 +337,25 @@ async def test_a_message_that_follows_nothing_up_does_not_get_the_previous_answe
     assert "Prabumulih" in place.text and "Rp350.000" not in place.text
     unrelated = await follow_up(chat, "syarat perpanjang paspor", "resep pindang patin")
     assert "Perpanjangan" not in unrelated.text
+
+
+async def test_a_citizen_abroad_is_told_the_steps_are_for_offices_in_indonesia(chat):
+    """Lost or renewing a passport while abroad (migrant workers, pilgrims): MIA's steps are for the
+    offices in Indonesia and its sources say nothing of abroad, so it says so and offers an officer."""
+    for text, country in (("paspor saya hilang di malaysia gimana", "Malaysia"),
+                          ("paspor ilang pas lagi kerja di taiwan min", "Taiwan"),
+                          ("perpanjang paspor di arab saudi gmn caranya", "Arab Saudi"),
+                          ("syarat perpanjang paspor di luar negeri apa aja", "luar negeri")):
+        reply = await chat.say(text)
+        assert f"Jika Anda sedang di {country}: langkah di atas berlaku di kantor imigrasi di Indonesia" in reply.text
+        assert "Bicara dengan petugas" in [b.title for b in reply.buttons]
+    english = await chat.say("I lost my passport in Hong Kong, what do I do?")
+    assert "If you are in Hong Kong: the steps above are for immigration offices in Indonesia" in english.text
+    assert "Talk to an officer" in [b.title for b in english.buttons]
+
+
+async def test_a_trip_abroad_or_no_country_keeps_the_plain_answer(chat):
+    for text in ("mau ke malaysia tapi paspor hilang", "paspor hilang gimana min", "syarat perpanjang paspor",
+                 "mau umroh ke arab saudi, syarat paspornya apa"):
+        reply = await chat.say(text)
+        assert "Jika Anda sedang di" not in reply.text and "If you are" not in reply.text

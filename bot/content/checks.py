@@ -167,7 +167,7 @@ def _sample_contexts(content: Content) -> list[dict]:
               "preferred_day": "Senin"}
     request = CallbackRequest("RKT-2026-000001", "telegram", "1", office.id, region.code, fields, "claimed", 0.0,
                               claimed_by="Petugas A (1)", claimed_at=0.0)
-    base = dict(kb=kb, user_name=None, service=None, service_offices=[], also_outside=None,
+    base = dict(kb=kb, user_name=None, service=None, service_offices=[], also_outside=None, abroad=None,
                 outside=outside, places=[{"name": r.short_name, "office": kb.office_for(r.code)}
                                          for r in kb.regencies[:2]],
                 candidates=[it.title["id"] for it in content.intents.intents[:2]],
@@ -180,7 +180,7 @@ def _sample_contexts(content: Content) -> list[dict]:
     return [
         dict(base, office=None, region=None, place=None, request=None, staff_available=False, ref=""),
         dict(base, office=office, region=region, place=region.short_name, user_name="Budi",
-             also_outside=outside, step=forms.FIELDS[0], error="too_short", wrong=forms.MAX_WRONG),
+             also_outside=outside, abroad=outside.name, step=forms.FIELDS[0], error="too_short", wrong=forms.MAX_WRONG),
     ]
 
 

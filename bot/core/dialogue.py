@@ -273,11 +273,15 @@ class Dialogue:
             return turn.reply("request_status", intent, confidence, ref="", request=None, office=None, asked=True,
                               buttons=(HANDOFF,), understanding=u).after(notes)
         buttons = content.intents.get(intent).buttons
+        # "paspor hilang di malaysia": the citizen may be abroad, where MIA's steps do not apply.
+        abroad = content.knowledge.abroad_in(u.text, places.outside)
+        if abroad and HANDOFF not in buttons:
+            buttons = buttons + (HANDOFF,)
         if u.also and u.also != intent:  # a second question in the message: offered first among the buttons
             buttons = (u.also,) + tuple(b for b in buttons if b != u.also)
         outcome = turn.reply(content.intents.get(intent).response, intent, confidence, buttons=buttons,
                              region=ctx.region, office=ctx.office, place=ctx.place, user_name=turn.user_name,
-                             understanding=u)
+                             abroad=abroad, understanding=u)
         if intent not in NO_FEEDBACK and intent not in content.matcher.small_talk and not u.by_title:
             new_state.data[ANSWERED_KEY] = {"text": review_text(text, content.matcher.vocab, (turn.user_name,)),
                                             "intent": intent,

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,6 +92,7 @@ class _PlacesFile(_Strict):
     outside_aliases: dict[str, str] = {}
     outside_ignore: list[str] = []
     towns: dict[str, str] = {}  # town name -> code of the district it lies in
+    countries: dict[str, str] = {}  # how citizens write a country -> its name (not read as places)
 
 
 class PassportFee(_Strict):
@@ -185,12 +186,21 @@ class Regency:
         return self.name
 
 
+ABROAD = "luar negeri"  # the "province" of a country in data/places.yaml
+AT_WORDS = ("di", "in", "at")  # before a country: the citizen is there
+
+
 @dataclass(frozen=True, slots=True)
 class OutsidePlace:
     """A province or regency elsewhere in Indonesia (or abroad): not served by our offices."""
 
     name: str
     province: str
+
+    @property
+    def abroad(self) -> bool:
+        """A country, not a province or regency of Indonesia (data/places.yaml: "luar negeri")."""
+        return self.province == ABROAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +232,7 @@ class Knowledge:
     villages: tuple[Village, ...] = ()  # data/villages.json
     word_zipf: dict[str, float] = field(default_factory=dict)  # how common village-name words are
     towns: dict[str, str] = field(default_factory=dict)  # data/places.yaml: town -> district code
+    countries: dict[str, str] = field(default_factory=dict)  # data/places.yaml: written -> country name
     facts: dict[str, Fact] = field(default_factory=dict)
     service_points: tuple[ServicePoint, ...] = ()
     _office_by_regency: dict[str, Office] = field(default_factory=dict, repr=False)
@@ -238,6 +249,19 @@ class Knowledge:
     def office_for(self, regency_code: str) -> Office | None:
         """The office serving a regency, or None when no office is assigned."""
         return self._office_by_regency.get(regency_code)
+
+    def abroad_in(self, text: str, outside: Sequence[Any] = ()) -> str | None:
+        """The country a message places the citizen in ("paspor hilang di malaysia", "lost it in hong
+        kong"): a country after "di", "in" or "at", or None. `text` is the message as MIA reads it
+        (lower case, places replaced); `outside` its places outside South Sumatra, which hold the
+        countries that are also read as places."""
+        for match in outside:
+            if match.place.abroad and match.preceded_by in AT_WORDS:
+                return match.place.name
+        padded = f" {text} "
+        found = [(padded.find(f" {at} {written} "), name) for written, name in self.countries.items()
+                 for at in AT_WORDS if f" {at} {written} " in padded]
+        return min(found)[1] if found else None
 
     def regency(self, code: str) -> Regency | None:
         """The regency with this Kemendagri code (a district code gives its regency)."""
@@ -406,6 +430,7 @@ def load_knowledge(data_dir: Path) -> Knowledge:
         villages=villages,
         word_zipf=dict(villages_data.get("word_zipf", {})),
         towns=dict(places.towns),
+        countries={k.lower(): v for k, v in places.countries.items()},
         facts=dict(facts_file.facts),
         service_points=offices_file.service_points,
     )

@@ -110,7 +110,7 @@ def reply(content: "Content", state: ConversationState, template: str, intent: s
     context = dict(
         kb=kb, office=office, region=region, place=place, user_name=user_name, service=service,
         service_offices=[o for oid in (service.offices if service else ()) if (o := kb.office(oid))],
-        also_outside=None,
+        also_outside=None, abroad=None,
     )
     context.update(extra)
     menu = template in MENU_TEMPLATES

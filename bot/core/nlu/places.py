@@ -73,6 +73,7 @@ class OutsideMatch:
     place: OutsidePlace
     start: int
     end: int
+    preceded_by: str = ""  # the word just before, "" at the start ("di malaysia": the citizen is there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +298,7 @@ class PlaceMatcher:
                 other = self.outside.get(key)
                 if other is not None:
                     take(i, i + n)
-                    outside.append(OutsideMatch(other, i, i + n))
+                    outside.append(OutsideMatch(other, i, i + n, tokens[i - 1] if i else ""))
         for i, j, place_key, score in self._fuzzy(tokens, taken):
             if free(i, j):
                 take(i, j)
