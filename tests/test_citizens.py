@@ -359,3 +359,16 @@ async def test_a_trip_abroad_or_no_country_keeps_the_plain_answer(chat):
                  "mau umroh ke arab saudi, syarat paspornya apa"):
         reply = await chat.say(text)
         assert "Jika Anda sedang di" not in reply.text and "If you are" not in reply.text
+
+
+async def test_a_citizen_abroad_asking_for_an_officer_is_told_plainly_instead_of_asked_again(chat):
+    """"sy skrg di kuala lumpur" after "Bicara dengan petugas": no office MIA serves covers it, and
+    its sources say nothing of abroad; the region question is not asked again."""
+    for where in ("sy skrg di kuala lumpur", "saya lagi kerja di taiwan", "I'm in Hong Kong"):
+        await chat.say("bicara dengan petugas")
+        reply = await chat.say(where)
+        assert "17 kabupaten/kota di Sumatera Selatan" in reply.text or "17 regencies" in reply.text
+        assert "luar negeri" in reply.text or "abroad" in reply.text
+        assert not reply.text.startswith("Boleh tahu Anda tinggal")
+    city = await chat.say("sy di riyadh arab saudi, paspor sy mau habis, perpanjang gmn?")
+    assert "Jika Anda sedang di Arab Saudi" in city.text

@@ -234,3 +234,66 @@ async def test_a_name_that_starts_like_a_greeting_is_a_name(desk):
     replies = await fill(chat, ["Selamat Riyadi", "anak", "0812 3456 7890", "Jl. Merdeka No. 5 RT 02 Pasar Lama",
                                 "lahat", "stroke", "Senin"])
     assert "Nama pemohon: Selamat Riyadi" in replies[-1].text
+
+
+async def test_asking_what_a_question_means_explains_it_and_keeps_the_form(desk, store):
+    """A citizen unsure what a question asks ("maksudnya hubungan apa?", "alamat rumah atau rumah
+    sakit?", "kapan petugas dtg?") is told what it means and asked again; nothing of the question
+    is stored, the answers so far are kept, and the request reaches the office in the end."""
+    chat = Chat(desk)
+    await chat.say("ibu sy sakit kanker, tdk bisa ke kantor, petugas bisa dtg ke rumah? sy di lahat")
+    await chat.say("Fatimah")
+    meant = await chat.say("maksudnya hubungan apa?")
+    assert "Anda siapanya pemohon" in meant.text and "dihentikan" not in meant.text
+    when = await chat.say("kapan petugas dtg?")
+    assert "Anda siapanya pemohon" in when.text and "kepada petugas saat mereka menghubungi Anda" in when.text
+    await chat.say("saya anaknya")
+    await chat.say("081234567890")
+    where = await chat.say("alamat rumah atau rumah sakit?")
+    assert "rumah sakit bila sedang dirawat" in where.text
+    await chat.say("RS Bunda, Jl. Mayor Ruslan No 3 kamar 12")
+    await chat.say("kanker stadium 3")
+    summary = await chat.say("secepatnya")
+    assert "Hubungan dengan pemohon: saya anaknya" in summary.text
+    assert "Alamat: RS Bunda, Jl. Mayor Ruslan No 3 kamar 12" in summary.text and "?" not in summary.text.split("Sudah benar")[0]
+    assert "RKT-" in (await chat.say("Ya, kirim")).text
+    [request] = await store.list_requests()
+    assert request.fields["relation"] == "saya anaknya" and request.fields["applicant_name"] == "Fatimah"
+
+
+async def test_in_english_the_form_explains_itself_and_offers_english_choices(desk):
+    chat = Chat(desk)
+    await chat.say("my father is bedridden, can an officer come to our house for his passport?")
+    relation = await chat.say("Ahmad Yani")
+    assert [b.title for b in relation.buttons][:5] == ["Child", "Parent", "Spouse", "Sibling", "Myself"]
+    meant = await chat.say("what do you mean?")
+    assert "who are you to the applicant" in meant.text
+
+
+async def test_which_answer_to_change_can_be_said_in_words_and_the_step_has_a_way_out(desk, store):
+    chat = Chat(desk)
+    await chat.say("ayah sy lumpuh, minta petugas dtg ke rumah, kami di baturaja")
+    await fill(chat, ["Hasan Basri", "anak", "081234567890", "Jl. Jend. Sudirman No 10 Baturaja", "lumpuh", "Senin"])
+    choose = await chat.say("ubah")
+    assert "Batal" in [b.title for b in choose.buttons]
+    address = await chat.say("ganti alamat")
+    assert "Alamat lengkap tempat pemohon" in address.text
+    summary = await chat.say("Jl. Kolonel Wahid No 2 Baturaja")
+    assert "Alamat: Jl. Kolonel Wahid No 2 Baturaja" in summary.text
+    await chat.say("ubah")
+    phone = await chat.say("nomor hp nya")
+    assert "Nomor telepon/WhatsApp" in phone.text
+    await chat.say("0813 9876 5432")
+    await chat.say("ubah")
+    done = await chat.say("iya sudah benar, kirim")  # nothing to change after all
+    assert "RKT-" in done.text
+    [request] = await store.list_requests()
+    assert request.fields["address"] == "Jl. Kolonel Wahid No 2 Baturaja" and request.fields["phone"] == "+6281398765432"
+    chat2 = Chat(desk, chat_id="warga-2")
+    await chat2.say("ayah sy lumpuh, minta petugas dtg ke rumah, kami di baturaja")
+    await fill(chat2, ["Hasan Basri", "anak", "081234567890", "Jl. Jend. Sudirman No 10 Baturaja", "lumpuh", "Senin"])
+    await chat2.say("ubah")
+    for text in ("tolong", "yg itu", "hmm"):
+        stuck = await chat2.say(text)
+    assert "Bicara dengan petugas" in [b.title for b in stuck.buttons]
+    assert "dibatalkan" in (await chat2.say("Batal")).text.lower()

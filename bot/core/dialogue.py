@@ -17,6 +17,7 @@ from bot.core.flows.base import Flow
 from bot.core.flows.state import COMPLAINT_REGION, HANDOFF_REGION, HOME_KEY
 from bot.core.messages import Button
 from bot.core.nlu.matcher import MARKERS, OFFICE_WORDS, Understanding
+from bot.core.nlu.normalize import clean
 from bot.core.nlu.places import PlaceMatch
 from bot.core.privacy import review_text
 from bot.core.turn import (FEEDBACK_TITLES, Effect, Outcome, PlaceContext, Turn, home_context, place_context,
@@ -235,7 +236,8 @@ class Dialogue:
         intent = u.intent
         confidence = u.confidence
         places = u.places
-        has_place = bool(places.matches or places.outside)
+        abroad = content.knowledge.abroad_in(clean(text), places.outside)
+        has_place = bool(places.matches or places.outside or abroad)
         awaited = PENDING_PLACE.get(state.pending)
         if awaited and has_place and (intent is None or intent in (ASK_REGION, HANDOFF, awaited)):
             intent = awaited
@@ -274,7 +276,6 @@ class Dialogue:
                               buttons=(HANDOFF,), understanding=u).after(notes)
         buttons = content.intents.get(intent).buttons
         # "paspor hilang di malaysia": the citizen may be abroad, where MIA's steps do not apply.
-        abroad = content.knowledge.abroad_in(u.text, places.outside)
         if abroad and HANDOFF not in buttons:
             buttons = buttons + (HANDOFF,)
         if u.also and u.also != intent:  # a second question in the message: offered first among the buttons

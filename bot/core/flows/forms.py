@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from typing import Callable
 
 import phonenumbers
@@ -87,17 +87,28 @@ class Step:
 
     field: str
     validate: Callable[[str, object], Answer]
-    choices: tuple[str, ...] = ()  # button suggestions (any fitting text is accepted too)
+    # Button suggestions in each language (any fitting text is accepted too).
+    choices: dict[str, tuple[str, ...]] = dataclass_field(default_factory=dict)
+    # Words that name this answer when the citizen says which one to change ("ganti alamat", "nomor hp").
+    names: frozenset[str] = frozenset()
 
 
 STEPS: tuple[Step, ...] = (
-    Step("applicant_name", validate_name),
-    Step("relation", validate_relation, ("Anak", "Orang tua", "Suami/Istri", "Saudara", "Diri sendiri")),
-    Step("phone", validate_phone),
-    Step("address", validate_address),
-    Step("region", validate_region),
-    Step("condition", validate_condition),
-    Step("preferred_day", validate_day, ("Secepatnya", "Senin", "Selasa", "Rabu", "Kamis", "Jumat")),
+    Step("applicant_name", validate_name, names=frozenset("nama name".split())),
+    Step("relation", validate_relation,
+         {"id": ("Anak", "Orang tua", "Suami/Istri", "Saudara", "Diri sendiri"),
+          "en": ("Child", "Parent", "Spouse", "Sibling", "Myself")},
+         frozenset("hubungan relation relationship".split())),
+    Step("phone", validate_phone,
+         names=frozenset("nomor nomer no telepon telpon telp tlp hp wa whatsapp phone number".split())),
+    Step("address", validate_address, names=frozenset("alamat alamatnya address".split())),
+    Step("region", validate_region,
+         names=frozenset("kabupaten kab kota kecamatan kec daerah wilayah region regency city district".split())),
+    Step("condition", validate_condition, names=frozenset("kondisi keadaan sakit penyakit condition".split())),
+    Step("preferred_day", validate_day,
+         {"id": ("Secepatnya", "Senin", "Selasa", "Rabu", "Kamis", "Jumat"),
+          "en": ("As soon as possible", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday")},
+         frozenset("hari jadwal tanggal kunjungan day date".split())),
 )
 FIELDS = tuple(s.field for s in STEPS)
 STEP_BY_FIELD = {s.field: s for s in STEPS}

@@ -6,6 +6,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bot.core.flows.state import COMPLAINT_REGION, HANDOFF_KEY, HANDOFF_REGION
+from bot.core.knowledge import ABROAD, OutsidePlace
+from bot.core.nlu.normalize import clean
 from bot.core.messages import Reply, visible_text
 from bot.core.turn import Effect, Outcome, PlaceContext, Turn, reply
 
@@ -54,10 +56,10 @@ class HandoffFlow:
             home = turn.home()
             place = home if home.region is not None else place
         confidence = u.confidence if u else 1.0
-        outside = u.places.outside if u and place.region is None else ()
-        if outside:  # no office MIA serves covers it: said plainly, not the same question again
+        outside = outside_place(turn.content, u, turn.text) if u and place.region is None else None
+        if outside is not None:  # no office MIA serves covers it: said plainly, not the same question again
             state.pending = COMPLAINT_REGION if intent == COMPLAINT else HANDOFF_REGION
-            return turn.reply("outside_region", intent, confidence, understanding=u, outside=outside[0].place,
+            return turn.reply("outside_region", intent, confidence, understanding=u, outside=outside,
                               buttons=("office_list",))
         if place.region is None:
             state.pending = COMPLAINT_REGION if intent == COMPLAINT else HANDOFF_REGION
@@ -105,6 +107,15 @@ class HandoffFlow:
                         context={"text": body, "user_name": turn.user_name, "held": held_summary(info, clear=True)},
                         bind=("handoff", ""))
         return Outcome(replies=replies, intent=None, confidence=0.0, state=state, effects=(notice,))
+
+
+def outside_place(content: "Content", u: "Understanding", text: str) -> OutsidePlace | None:
+    """Where outside South Sumatra the message says the citizen is: a province or regency named,
+    or a country after "di"/"in" ("sy skrg di kuala lumpur", "I'm in Hong Kong")."""
+    if u.places.outside:
+        return u.places.outside[0].place
+    country = content.knowledge.abroad_in(clean(text))
+    return OutsidePlace(country, ABROAD) if country else None
 
 
 def hold(content: "Content", state: "ConversationState", info: dict, body: str) -> tuple[Reply, ...]:

@@ -33,6 +33,10 @@ QUESTION_WORDS = frozenset(
     "apa apakah berapa brp bagaimana gimana gmn dimana dmn kapan kpn kenapa bisakah boleh how what where when why "
     "can could is are do does".split()
 )
+# Words of a citizen asking what a question of the form means.
+EXPLAIN = frozenset("maksud maksudnya artinya contoh contohnya misalnya mean meaning example".split())
+# What a question in the middle of the form is about when MIA reads it as the visit itself.
+VISIT_INTENTS = frozenset({INTENT})
 # Intents that belong to the form itself: never treated as a question in the middle of it.
 FORM_INTENTS = frozenset({INTENT, "greeting", "thanks"})
 BUTTONS = {
@@ -133,6 +137,11 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
     if _cancels(expanded, words):
         state.data.pop(FORM_KEY)
         return turn.reply("form_cancelled", INTENT, 1.0, buttons=("help",))
+    step = form["step"]
+    if step in forms.STEP_BY_FIELD and _asks_about_form(text, u, words):
+        # "maksudnya hubungan apa?", "alamat rumah atau rumah sakit?", "kapan petugas dtg?": the
+        # question is explained and asked again; the form goes on, nothing is stored.
+        return _question(turn, form, error="explain")
     if (said in (BUTTONS["id"]["officer"].lower(), BUTTONS["en"]["officer"].lower()) or u.intent == HANDOFF) \
             and turn.switch is not None:
         # The officer takes it from here: the unfinished form is dropped, and the citizen told so.
@@ -145,7 +154,6 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
         return answer.then(_question(turn, form).replies)
     if _not_an_answer(content, text, u):
         return _question(turn, form)
-    step = form["step"]
     if step == forms.CONFIRM:
         if len(words) <= SHORT_REPLY and _changes(words):
             form["step"] = forms.CHOOSE_FIELD
@@ -154,7 +162,9 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
             return _confirmed(turn, form)
         return _wrong(turn, form, "confirm_unclear")
     if step == forms.CHOOSE_FIELD:
-        field = _field_from_label(said, lang)
+        field = _field_from_label(said, lang) or _field_named(words)
+        if field is None and len(words) <= SHORT_REPLY and words & YES and not words & NO:
+            return _confirmed(turn, form)  # "iya sudah benar, kirim": nothing to change after all
         if field is None:
             return _wrong(turn, form, "choose_unclear")
         form["step"] = field
@@ -191,6 +201,19 @@ def _changes(words: frozenset[str]) -> bool:
     return any(stem in w for w in words for stem in CHANGE)
 
 
+def _asks_about_form(text: str, u: "Understanding", words: frozenset[str]) -> bool:
+    """A question about the form's question or the visit, not an answer nor another topic: it asks
+    what is meant ("maksudnya", "contohnya", "what do you mean"), or it is a question MIA reads as the
+    visit itself or cannot place ("kapan petugas dtg?", "alamat rumah atau rumah sakit?")."""
+    if u.by_title or len(words) > 2 * SHORT_REPLY:
+        return False
+    if words & EXPLAIN:
+        return True
+    first = clean(text).split()[:1]
+    asks = "?" in text or bool(first and first[0] in QUESTION_WORDS)
+    return asks and (u.intent is None or u.intent in VISIT_INTENTS)
+
+
 def _is_question(text: str, u: "Understanding") -> bool:
     """A question about something else (typed, or another answer's button): answered, then the form goes on."""
     if u.intent is None or u.intent in FORM_INTENTS or u.only_places:
@@ -220,8 +243,12 @@ def _question(turn: Turn, form: dict, error: str | None = None) -> Outcome:
             buttons.append(Button(BUTTONS[lang][key], BUTTONS[lang][key]))
     elif step == forms.CHOOSE_FIELD:
         buttons = [Button(label, label) for label in LABELS[lang].values()]
+        buttons.append(Button(BUTTONS[lang]["cancel"], BUTTONS[lang]["cancel"]))
+        if form.get("wrong", 0) >= forms.MAX_WRONG:
+            buttons.insert(0, Button(BUTTONS[lang]["officer"], BUTTONS[lang]["officer"]))
     else:
-        buttons = [Button(c, c) for c in forms.STEP_BY_FIELD[step].choices]
+        choices = forms.STEP_BY_FIELD[step].choices
+        buttons = [Button(c, c) for c in choices.get(lang, choices.get("id", ()))]
         if form.get("wrong", 0) >= forms.MAX_WRONG:
             buttons = [Button(BUTTONS[lang]["officer"], BUTTONS[lang]["officer"])] + buttons
         buttons.append(Button(BUTTONS[lang]["cancel"], BUTTONS[lang]["cancel"]))
@@ -237,6 +264,12 @@ def _question(turn: Turn, form: dict, error: str | None = None) -> Outcome:
 def _wrong(turn: Turn, form: dict, error: str) -> Outcome:
     form["wrong"] = form.get("wrong", 0) + 1
     return _question(turn, form, error=error)
+
+
+def _field_named(words: frozenset[str]) -> str | None:
+    """The one answer a message names by its words ("ganti alamat", "nomor hp nya"), or None."""
+    named = [step.field for step in forms.STEPS if step.names & words]
+    return named[0] if len(named) == 1 else None
 
 
 def _field_from_label(said: str, lang: str) -> str | None:
