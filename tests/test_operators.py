@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import sqlite3
 import subprocess
 import time
@@ -211,3 +212,34 @@ def test_logs_mask_phone_numbers(caplog):
     handler.filter(record)
     assert "6281234567890" not in record.getMessage() and "[telepon]" in record.getMessage()
 
+
+
+def test_add_example_keeps_the_files_mode_and_quotes_what_yaml_would_misread(content_copy):
+    """An operator's added example leaves the file readable by the user MIA runs as, and "off"
+    (a boolean to YAML) stays the text "off"."""
+    env = dict(os.environ, MIA_CONTENT_DIR=str(content_copy))
+    path = content_copy / "intents" / "general.yaml"
+    path.chmod(0o644)
+    ok = subprocess.run(mia_command() + ["intents", "add-example", "goodbye", "off"],
+                        capture_output=True, text=True, cwd=ROOT, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert '- "off"' in path.read_text(encoding="utf-8")  # and add-example's own check read it back as text
+
+
+def test_a_fee_written_with_thousands_dots_or_a_source_dated_in_the_future_is_refused(content_copy):
+    """YAML reads "350.000" as 350: the check refuses it, naming the file and line, instead of MIA
+    telling citizens a passport costs Rp350; a source dated in the future is a typo too."""
+    env = dict(os.environ, MIA_CONTENT_DIR=str(content_copy))
+    fees = content_copy / "data" / "fees.yaml"
+    text = fees.read_text(encoding="utf-8")
+    assert "350000" in text
+    fees.write_text(text.replace("350000", "350.000", 1), encoding="utf-8")
+    out = subprocess.run(mia_command() + ["intents", "check"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 1
+    line = next(i for i, l in enumerate(fees.read_text(encoding="utf-8").splitlines(), 1) if "350.000" in l)
+    assert f"{fees}:{line}:" in out.stdout and "350000 (bukan 350.000)" in out.stdout
+    dated = next(l for l in text.splitlines() if "as_of:" in l).strip()
+    fees.write_text(text.replace(dated, "as_of: 2062-01-15", 1), encoding="utf-8")
+    out = subprocess.run(mia_command() + ["intents", "check"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 1 and "2062-01-15 ada di masa depan" in out.stdout

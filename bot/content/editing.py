@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
+import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 
 class EditError(ValueError):
@@ -36,7 +39,8 @@ def add_example(intents_dir: Path, intent_id: str, text: str) -> tuple[Path, byt
             examples = intent["examples"]
             if any(" ".join(str(e).lower().split()) == text.lower() for e in examples):
                 raise EditError(f"'{text}' is already an example of {intent_id}")
-            examples.append(text)
+            # Quoted when MIA's reader would not read it back as this text ("off" is a boolean to it).
+            examples.append(text if _reads_back(text) else DoubleQuotedScalarString(text))
             _write_atomically(path, y, data)
             return path, original
     raise EditError(f"no intent '{intent_id}' in {intents_dir}")
@@ -49,11 +53,20 @@ def restore(path: Path, original: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _reads_back(text: str) -> bool:
+    """True when the YAML reader of the content files reads `text`, written plain, as that text."""
+    try:
+        return yaml.safe_load(f"- {text}") == [text]
+    except yaml.YAMLError:
+        return False
+
+
 def _write_atomically(path: Path, y: YAML, data) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             y.dump(data, f)
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # the file keeps who may read it (mkstemp: 600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

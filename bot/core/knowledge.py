@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from bot.core.yamlfile import ContentError, ContentErrors, load_yaml, validate
 
@@ -37,6 +37,14 @@ class Sourced(_Strict):
     as_of: date  # the date of the newest source that confirms the fact
     confidence: Literal["high", "medium-high", "medium", "low"]
     changes: bool = True  # a fee, rule, unit or quota: answers name its date once it is old
+
+    @field_validator("as_of")
+    @classmethod
+    def _not_in_the_future(cls, value: date) -> date:
+        if value > date.today() + timedelta(days=1):  # a day of slack for time zones
+            raise ValueError(f"tanggal sumber {value.isoformat()} ada di masa depan; tulis tanggal sumber itu terbit "
+                             f"/ the source's date is in the future")
+        return value
 
 
 class Fact(Sourced):
@@ -95,20 +103,32 @@ class _PlacesFile(_Strict):
     countries: dict[str, str] = {}  # how citizens write a country -> its name (not read as places)
 
 
+def _whole_rupiah(value: Any) -> Any:
+    """A fee in whole rupiah, written as digits: YAML reads "350.000" as the number 350.0, which
+    would quietly become Rp350."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"tulis biaya dalam rupiah sebagai angka tanpa titik, koma atau 'Rp', misalnya 350000 "
+                         f"(bukan 350.000) / write the fee as plain digits, e.g. 350000; got {value!r}")
+    return value
+
+
+Rupiah = Annotated[int, BeforeValidator(_whole_rupiah)]
+
+
 class PassportFee(_Strict):
     kind: str
     name: Localized
-    prices: dict[int, int]
+    prices: dict[int, Rupiah]
 
 
 class Acceleration(_Strict):
-    price: int
+    price: Rupiah
     note: Localized
 
 
 class LostDamaged(Sourced):
-    lost: int
-    damaged: int
+    lost: Rupiah
+    damaged: Rupiah
     disaster_free: bool
 
 
