@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from bot.app import MiaApp
+from bot.core.assistant import Assistant
 from bot.channels.limits import RateLimiter
 from bot.runtime.config import Settings
 from bot.core.messages import Incoming, option_number, visible_text
@@ -235,6 +236,19 @@ def test_a_nik_in_groups_and_names_are_masked():
     kept = review_text("Nama saya Budi Santoso, atas nama ibu Siti Aminah", frozenset({"saya", "ibu"}),
                        ("Budi Santoso",))
     assert "budi" not in kept and "siti" not in kept and "aminah" not in kept and "[nama]" in kept
+
+
+async def test_a_citizen_who_introduces_themselves_reaches_the_review_without_their_name(content, store):
+    """"saya Siti Aminah mau tanya...": the name is masked in the unanswered log, so a review that
+    confirms it as an example never writes it into an intents file; words MIA knows stay."""
+    assistant = Assistant(content, store)
+    for text in ("saya Siti Aminah mau tanya apakah bisa bawa kucing ke luar negeri",
+                 "this is Budi Hartono, can my cat fly with me to Malaysia"):
+        await assistant.handle(Incoming("web", "kucing-1", text, text[:40]))
+    logged = " ".join(r["text"] for r in await store.unanswered_since(0.0))
+    assert logged and "siti" not in logged and "aminah" not in logged and "hartono" not in logged
+    assert "[nama]" in logged and "kucing" in logged
+    assert review_text("Saya mau tanya paspor", content.matcher.vocab) == "saya mau tanya paspor"
 
 
 # 9. Photos, voice notes, captions, reactions, invisible characters in a handoff -----------------

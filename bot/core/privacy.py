@@ -22,6 +22,9 @@ _GROUPED_MIN_DIGITS = 14  # a NIK or KK (16); a phone number has fewer and is ma
 _NAME_CUES = re.compile(r"\b(nama(?:\s+(?:saya|ku|aku|anak|ibu|bapak|suami|istri|pemohon))?|namanya|namaku|bernama|"
                         r"atas\s+nama|a\.?\s?n\.?|my\s+name\s+is|name)\s*:?\s+", re.IGNORECASE)
 _HONORIFIC = re.compile(r"\b(bapak|ibu|pak|bu|bpk|sdr|sdri|saudara|saudari|mr|mrs|ms)\.?\s+", re.IGNORECASE)
+# Words after which citizens introduce themselves ("saya Siti Aminah mau tanya", "this is Budi"): a
+# capitalised word there that MIA does not know is a name.
+_SELF = re.compile(r"\b(saya|sy|aku|gw|gue|ini|i\s+am|i'm|im|this\s+is)\s+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]{2,}")
 # A secret shorter than this is a test value, not a credential: redacting it would mangle every
 # log line that happens to contain those letters ("ou***box").
@@ -49,11 +52,12 @@ def mask(text: str) -> str:
 
 def mask_names(text: str, known: frozenset[str] = frozenset(), names: tuple[str | None, ...] = ()) -> str:
     """Replace people's names with "[nama]": the words after "nama saya", "atas nama"... (up to
-    three), a capitalised word after "Pak"/"Ibu", and the words of the sender's profile name.
+    three), a capitalised word after "Pak"/"Ibu", capitalised words after "saya"/"this is" (up to
+    three), and the words of the sender's profile name.
     Words MIA knows (`known`: its vocabulary) are never taken for a name."""
     out = text
     spans: list[tuple[int, int]] = []
-    for cue, limit, need_capital in ((_NAME_CUES, 3, False), (_HONORIFIC, 2, True)):
+    for cue, limit, need_capital in ((_NAME_CUES, 3, False), (_HONORIFIC, 2, True), (_SELF, 3, True)):
         for m in cue.finditer(out):
             pos = m.end()
             for _ in range(limit):
