@@ -19,7 +19,9 @@ from bot.core.routes import StaffRoutes
 from bot.runtime.config import Settings
 from bot.core.content import Content, configure_understanding
 from bot.runtime.digest import Digest
+from bot.content.checks import template_errors
 from bot.content.reload import ContentReloader
+from bot.core.yamlfile import ContentErrors
 from bot.runtime.staff import OutboxWorker, StaffDesk
 from bot.store.base import Store
 from bot.store.open import shown, store_for
@@ -60,7 +62,11 @@ def load_content(settings: Settings) -> Content:
             log.info("first start after a content change: sentence vectors of %d new examples, %d%% done",
                      total, step * 10)
 
-    return Content.load(settings.mia_content_dir, progress=progress)
+    content = Content.load(settings.mia_content_dir, progress=progress)
+    broken = template_errors(content)
+    if broken:  # a citizen would get a server error instead of that answer: fix first, as a reload demands
+        raise ContentErrors(broken)
+    return content
 
 
 def start_error(exc: BaseException, settings: Settings) -> str:

@@ -231,3 +231,13 @@ async def test_db_migrate_brings_either_back_end_up_to_date(tmp_path):
         out = run(["db", "migrate"], env_extra={"MIA_DATABASE_URL": url.replace("postgres@", "postgres:pw@")})
         assert out.returncode == 0, out.stderr
         assert f"schema version {len(PG)}, up to date." in out.stdout and "pw" not in out.stdout
+
+
+def test_mia_refuses_to_start_with_a_template_that_cannot_render(content_copy):
+    """A mistyped variable would give citizens a server error instead of the answer: MIA refuses to
+    start and names the file and line, as a live reload refuses the same edit."""
+    path = content_copy / "responses" / "id" / "_choose_office.j2"
+    path.write_text(path.read_text(encoding="utf-8").replace("{% if office %}", "{% if ofice %}"), encoding="utf-8")
+    out = run(["ask", "biaya paspor"], env_extra={"MIA_CONTENT_DIR": str(content_copy)})
+    assert out.returncode == 1 and "Rp" not in out.stdout
+    assert out.stderr.count(f"{path}:2: cannot render: 'ofice' is undefined") == 1

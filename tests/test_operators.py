@@ -243,3 +243,17 @@ def test_a_fee_written_with_thousands_dots_or_a_source_dated_in_the_future_is_re
     fees.write_text(text.replace(dated, "as_of: 2062-01-15", 1), encoding="utf-8")
     out = subprocess.run(mia_command() + ["intents", "check"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert out.returncode == 1 and "2062-01-15 ada di masa depan" in out.stdout
+
+
+def test_add_example_names_a_yaml_error_in_another_file_instead_of_crashing(content_copy):
+    env = dict(os.environ, MIA_CONTENT_DIR=str(content_copy))
+    broken = content_copy / "intents" / "general.yaml"
+    lines = broken.read_text(encoding="utf-8").splitlines()
+    lines.insert(5, "  - id: [unclosed")
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fees = (content_copy / "intents" / "passport.yaml").read_bytes()
+    out = subprocess.run(mia_command() + ["intents", "add-example", "passport_fees", "ongkos paspor skrg"],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"{broken}:" in out.stderr and "not valid YAML" in out.stderr
+    assert (content_copy / "intents" / "passport.yaml").read_bytes() == fees

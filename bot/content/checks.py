@@ -14,7 +14,7 @@ from bot.core.content import Content
 from bot.core.nlu.matcher import MARKERS, OUT_OF_SCOPE
 from bot.core.nlu.normalize import clean
 from bot.core.responses import LANGUAGES, SYSTEM_TEMPLATES
-from bot.core.yamlfile import ContentErrors, display_path
+from bot.core.yamlfile import ContentError, ContentErrors, display_path
 
 # Templates MIA only renders with an office, a region or a request at hand.
 NEEDS_SUBJECT = frozenset({"form_done", "citizen_request_claimed", "citizen_request_done", "staff_request",
@@ -182,6 +182,13 @@ def _sample_contexts(content: Content) -> list[dict]:
         dict(base, office=office, region=region, place=region.short_name, user_name="Budi",
              also_outside=outside, abroad=outside.name, step=forms.FIELDS[0], error="too_short", wrong=forms.MAX_WRONG),
     ]
+
+
+def template_errors(content: Content) -> list[ContentError]:
+    """The templates that cannot be rendered for every office and language (a mistyped variable,
+    a missing template): what `mia run` refuses to start with, as a live reload refuses them."""
+    found = dict.fromkeys((p.path, p.line, p.message) for p in _templates(content) if p.severity == "error")
+    return [ContentError(*problem) for problem in found]  # a partial's error once, not once per template
 
 
 def _templates(content: Content) -> list[Problem]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 
@@ -32,7 +33,13 @@ def add_example(intents_dir: Path, intent_id: str, text: str) -> tuple[Path, byt
     y = _yaml()
     for path in sorted(Path(intents_dir).glob("*.yaml")):
         original = path.read_bytes()
-        data = y.load(original)
+        try:
+            data = y.load(original)
+        except YAMLError as exc:  # the operator's own edit elsewhere: named, nothing written
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise EditError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc}); "
+                            f"fix it (mia intents check) and try again") from None
         for intent in (data or {}).get("intents", []) or []:
             if intent.get("id") != intent_id:
                 continue
