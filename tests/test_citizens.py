@@ -372,3 +372,12 @@ async def test_a_citizen_abroad_asking_for_an_officer_is_told_plainly_instead_of
         assert not reply.text.startswith("Boleh tahu Anda tinggal")
     city = await chat.say("sy di riyadh arab saudi, paspor sy mau habis, perpanjang gmn?")
     assert "Jika Anda sedang di Arab Saudi" in city.text
+
+
+async def test_ok_after_an_english_answer_stays_in_english(chat):
+    await chat.say("How long does it take to get a passport?")
+    for text in ("ok", "okay"):
+        reply = await chat.say(text)
+        assert "Sampai jumpa" not in reply.text and "Goodbye" in reply.text
+    await chat.say("berapa lama paspor jadi")
+    assert "Sampai jumpa" in (await chat.say("ok")).text

@@ -241,3 +241,10 @@ def test_mia_refuses_to_start_with_a_template_that_cannot_render(content_copy):
     out = run(["ask", "biaya paspor"], env_extra={"MIA_CONTENT_DIR": str(content_copy)})
     assert out.returncode == 1 and "Rp" not in out.stdout
     assert out.stderr.count(f"{path}:2: cannot render: 'ofice' is undefined") == 1
+
+
+def test_a_mistyped_office_in_the_reports_is_named_not_an_empty_log(tmp_path):
+    env = {"MIA_DB_PATH": str(tmp_path / "mia.db")}
+    for args in (["report", "unanswered", "--office", "muaraenm"], ["review", "--list", "--office", "plembang"]):
+        out = run(args, env_extra=env)
+        assert out.returncode == 2 and "unknown office" in out.stderr and "muaraenim" in out.stderr

@@ -68,7 +68,8 @@ async def _with_store(settings, work):
 
 
 def _since_and_content(args, settings):
-    """(--since as a timestamp, the content) for the review commands; None after printing a bad --since."""
+    """(--since as a timestamp, the content) for the review commands; None after printing a bad --since
+    or an unknown --office (a typo would show an empty log as if nothing were unanswered)."""
     from bot.content.reports import since_timestamp
     from bot.core.content import Content
 
@@ -77,7 +78,13 @@ def _since_and_content(args, settings):
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
-    return since, Content.load(settings.mia_content_dir, progress=_stage_progress())
+    content = Content.load(settings.mia_content_dir, progress=_stage_progress())
+    offices = [o.id for o in content.knowledge.offices]
+    if getattr(args, "office", None) and args.office not in offices:
+        print(f"error: kantor '{args.office}' tidak dikenal / unknown office; pilih / choose: {', '.join(offices)}",
+              file=sys.stderr)
+        return None
+    return since, content
 
 
 def _cmd_report_unanswered(args, settings) -> int:

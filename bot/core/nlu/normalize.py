@@ -92,8 +92,13 @@ def expand_slang(tokens: list[str], lexicon: Lexicon) -> list[str]:
     return out
 
 
+# Words both languages' writers use: they tell no language ("ok" after an English answer is English).
+EITHER_LANGUAGE = frozenset("ok oke okay okey sip".split())
+
+
 def detect_language(tokens: list[str], lexicon: Lexicon) -> str | None:
     """Return "en" or "id" when the words say so, None when they do not tell."""
+    tokens = [t for t in tokens if t not in EITHER_LANGUAGE]
     en = sum(1 for t in tokens if t in lexicon.english)
     idn = sum(1 for t in tokens if t not in lexicon.english and (t in lexicon.indonesian or t in lexicon.slang))
     # One English word among others ("cek status RKT-2026-...") is a loanword, not a switch of language.
