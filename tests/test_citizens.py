@@ -381,3 +381,17 @@ async def test_ok_after_an_english_answer_stays_in_english(chat):
         assert "Sampai jumpa" not in reply.text and "Goodbye" in reply.text
     await chat.say("berapa lama paspor jadi")
     assert "Sampai jumpa" in (await chat.say("ok")).text
+
+
+async def test_someone_from_another_province_asking_to_apply_here_is_told_any_office_will_do(chat):
+    """"sy dr bengkulu, bisa bikin paspor di palembang?": the answer is that a passport may be applied
+    for at any office, and which office serves the place; not the office of "where they live"."""
+    for text, office in (("sy dr bengkulu, bisa bikin paspor di palembang?", "Kantor Imigrasi Kelas I TPI Palembang"),
+                         ("saya dari jambi boleh buat paspor di palembang", "Kantor Imigrasi Kelas I TPI Palembang"),
+                         ("ktp saya lampung, bisa urus paspor di kanim muara enim?",
+                          "Kantor Imigrasi Kelas II Non TPI Muaraenim")):
+        reply = await chat.say(text)
+        assert "tidak harus diajukan di kantor imigrasi sesuai alamat KTP" in reply.text
+        assert f"pilih *{office}*" in reply.text and "dilayani oleh" not in reply.text
+    home = await chat.say("sy di palembang bikin paspor dimana")
+    assert "Palembang dilayani oleh *Kantor Imigrasi Kelas I TPI Palembang*" in home.text

@@ -25,6 +25,7 @@ from bot.core.turn import (FEEDBACK_TITLES, Effect, Outcome, PlaceContext, Turn,
 from bot.store.base import ConversationState
 
 ASK_REGION = "office_for_region"
+ANY_OFFICE = "passport_any_office"
 # Answers about an office that name the citizen's own office when the message names no place.
 HOME_OFFICE_INTENTS = frozenset({ASK_REGION, "office_contact", "office_hours"})
 HANDOFF = "human_handoff"
@@ -246,6 +247,11 @@ class Dialogue:
             # "Terus saya harus gimana?" while MIA waits for the regency: the question again, not a menu.
             intent = awaited
 
+        if places.outside and places.matches and not awaited and (
+                intent == ASK_REGION or (intent is None and {c.intent for c in u.candidates[:2]} >= {ASK_REGION, ANY_OFFICE})):
+            # "sy dr bengkulu, bisa bikin paspor di palembang?": someone from elsewhere asks whether
+            # they may apply here; any office will do, and the office of the place is named.
+            intent, confidence = ANY_OFFICE, max(confidence, content.matcher.t.accept / 100)
         if intent is None:
             return self._not_understood(content, new_state, u).after(notes)
         labels = ()
@@ -259,7 +265,7 @@ class Dialogue:
             ctx = replace(ctx, region=content.knowledge.regency(remembered["region"]),
                           office=content.knowledge.office_for(remembered["region"]), place=remembered["place"])
             home = home if remembered.get("office") else ctx
-        if home.region is not None:
+        if home.region is not None and not (intent == ANY_OFFICE and places.outside):  # they live elsewhere
             new_state.data[HOME_KEY] = {"region": home.region.code, "place": home.place}
         elif ctx.region is None and intent in HOME_OFFICE_INTENTS and not places.outside and not ctx.ambiguous:
             # "daerah saya", or the address or hours asked with no place: the office of where the
