@@ -107,9 +107,9 @@ def test_every_documented_edit_and_command_works(content_copy, tmp_path):
     moved = assistant.respond("kantor imigrasi utk muratara dimana", ConversationState())
     assert moved.office == "lubuklinggau"
     sekayu = assistant.respond("bisa bikin e paspor di sekayu gak", ConversationState()).replies[0].text
-    assert "Sejak Maret 2027" in sekayu and "Kanwil Sumsel, Maret 2027" in sekayu
+    assert "Sejak Desember 2026" in sekayu and "Kanwil Sumsel, Desember 2026" in sekayu
     ready = assistant.respond("paspor jadi brp hari", ConversationState()).replies[0].text
-    assert "3 hari kerja" in ready and "Ditjen Imigrasi, 2027" in ready
+    assert "3 hari kerja" in ready and "Ditjen Imigrasi, 2026" in ready
     fees = assistant.respond("harga e-paspor 10 tahun brp", ConversationState())
     assert fees.intent == "passport_fees"
     out = subprocess.run(mia_command() + ["ask", "--json", "ongkos bikin e-paspor skrg brp"], cwd=ROOT, env=env,

@@ -215,12 +215,7 @@ class OutsidePlace:
     """A province or regency elsewhere in Indonesia (or abroad): not served by our offices."""
 
     name: str
-    province: str
-
-    @property
-    def abroad(self) -> bool:
-        """A country, not a province or regency of Indonesia (data/places.yaml: "luar negeri")."""
-        return self.province == ABROAD
+    province: str  # ABROAD for a country
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,12 +266,10 @@ class Knowledge:
         return self._office_by_regency.get(regency_code)
 
     def abroad_in(self, text: str, outside: Sequence[Any] = ()) -> str | None:
-        """The country a message places the citizen in ("paspor hilang di malaysia", "lost it in hong
-        kong"): a country after "di", "in" or "at", or None. `text` is the message as MIA reads it
-        (lower case, places replaced); `outside` its places outside South Sumatra, which hold the
-        countries that are also read as places."""
+        """The country a (cleaned) message places the citizen in, after "di"/"in"/"at" ("paspor hilang
+        di malaysia"): from `countries`, or its places outside South Sumatra (`outside`); or None."""
         for match in outside:
-            if match.place.abroad and match.preceded_by in AT_WORDS:
+            if match.place.province == ABROAD and match.preceded_by in AT_WORDS:
                 return match.place.name
         padded = f" {text} "
         found = [(padded.find(f" {at} {written} "), name) for written, name in self.countries.items()
