@@ -395,3 +395,18 @@ async def test_someone_from_another_province_asking_to_apply_here_is_told_any_of
         assert f"pilih *{office}*" in reply.text and "dilayani oleh" not in reply.text
     home = await chat.say("sy di palembang bikin paspor dimana")
     assert "Palembang dilayani oleh *Kantor Imigrasi Kelas I TPI Palembang*" in home.text
+
+
+async def test_the_fine_asked_after_the_lost_passport_answer_is_that_answer(chat):
+    """The lost-passport answer names the fine ("Denda ... hilang Rp1.000.000"): asked for it next,
+    in the citizen's own words, MIA says that answer again instead of a menu of fees and foreigners'
+    fines (its line on the fine mentions "biaya paspor", which the citizen did not ask about)."""
+    for first, then in (("paspor saya hilang", "dendanya brp"),
+                        ("paspor sy ilang gmn", "dendanya berapa ya min"),
+                        ("kalau paspor rusak gimana", "dendanya brp kak"),
+                        ("my passport is lost", "how much is the fine?")):
+        reply = await follow_up(chat, first, then)
+        assert "Rp1.000.000" in reply.text and "Rp500.000" in reply.text, (then, reply.text)
+        assert "MIA belum yakin" not in reply.text and "overstay" not in reply.text.lower()
+    fees = await follow_up(chat, "paspor saya hilang", "biaya bikin paspor baru brp?")
+    assert "Rp350.000" in fees.text  # the passport's own fee is the fee answer

@@ -107,16 +107,23 @@ class Topics:
         The line must speak of what the message names (the words of its own topic's keywords), and
         what the message asks about it is the rest: "ada layanan sabtu minggu?" asks what that line
         does not say. A place is asked about and never in a line; a year is left out ("terbit 2008"
-        against "terbit setelah 2009"). A line naming `topic` by its title points there instead,
-        as a list of services does."""
+        against "terbit setelah 2009"). A line naming `topic` by the title word the message uses
+        points there instead, as a list of services does ("lapor tunggu itu apa?"); "dendanya brp"
+        after the lost passport asks what its line on the fine says, "biaya" in it or not."""
         naming = self._naming(text, topic)
-        asked = [w for w in text.split() if w not in naming and not w.isdigit()]
+        words = text.split()
+        asked = [w for w in words if w not in naming and not w.isdigit()]
         total = sum(self.weight(w) for w in asked)
         if not total:
             return 0.0
-        title = self._title_words(topic) if topic else frozenset()
-        return max((sum(self.weight(w) for w in asked if w in line and w not in MARKERS) / total
-                    for line in self.lines(answer) if naming <= line and not title & line), default=0.0)
+        title = (self._title_words(topic) if topic else frozenset()) & set(words)
+
+        def said(line: frozenset[str]) -> float:  # "dendanya" is said by a line with "denda"
+            return sum(self.weight(w) for w in asked if w not in MARKERS and (
+                w in line or (w.endswith("nya") and w[:-3] in line)))
+
+        return max((said(line) / total for line in self.lines(answer) if naming <= line and not title & line),
+                   default=0.0)
 
     def _title_words(self, intent: str) -> frozenset[str]:
         """The rarest word of each of the intent's titles: what names it in a list."""
