@@ -122,6 +122,29 @@ class Citizen:
         self.forms.append({"ref": ref, "name": values["name"], "office": REGIONS[region]})
 
 
+def where_it_stopped(mia: Mia, error: BaseException) -> str:
+    """A lost step's trail, for the failure message: the chat's last turns, its replies in the
+    outbox and its conversation state, then the log's last lines."""
+    chat = re.search(r"citizen (\d+)", str(error))
+    lines = [str(error)]
+    with sqlite3.connect(mia.db) as db:
+        if chat:
+            lines.append("turns: " + repr(db.execute(
+                "SELECT id, substr(text, 1, 20), intent, created_at FROM turns WHERE chat_id = ? "
+                "ORDER BY id DESC LIMIT 3", (chat.group(1),)).fetchall()))
+            lines.append("outbox: " + repr(db.execute(
+                "SELECT id, status, attempts, next_attempt_at, leased_by, last_error, substr(payload, 1, 60) "
+                "FROM outbox WHERE chat_id = ? ORDER BY id DESC LIMIT 3", (chat.group(1),)).fetchall()))
+            for pending, data, updated in db.execute(
+                    "SELECT pending, data, updated_at FROM conversations WHERE chat_id = ?", (chat.group(1),)):
+                lines.append(f"conversation: pending {pending[:80] if pending else None}, "
+                             f"keys {sorted(json.loads(data))}, updated {updated:.1f}")
+        lines.append(f"now {time.time():.1f}; last kills " + repr([round(k, 1) for k in mia.kills[-5:]]))
+    log = (mia.db.parent / "mia.log").read_text(encoding="utf-8").splitlines()
+    lines += ["log:"] + [line[:200] for line in log if not line.startswith((" ", "Traceback"))][-40:]
+    return "\n".join(lines)
+
+
 def duplicates(messages: list[dict], key) -> list[dict]:
     """Later copies of messages whose key (e.g. a reference) was already delivered."""
     seen: set = set()
@@ -165,7 +188,7 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path):
             await asyncio.sleep(rng.uniform(0.3, 3.0))
             for task in loops:
                 if task.done() and task.exception():
-                    raise task.exception()
+                    raise AssertionError(where_it_stopped(mia, task.exception())) from task.exception()
             mid_form_kills += sum(1 for c in citizens if c.step > 0)
             mia.kill()
             mia.start()
