@@ -210,6 +210,18 @@ def test_namesakes_are_settled_by_the_district_named_with_them(content):
     assert offices_of(content, "sy di desa tanjung baru, ke muara enim bisa?") == {"palembang", "muaraenim"}
 
 
+def test_an_office_town_right_after_a_village_settles_its_namesakes(content):
+    """"desa tanjung agung, muara enim": the Muara Enim one, not also the village of Banyuasin III.
+    Named bare elsewhere the town may be the office ("kanim muara enim"), or where one is going."""
+    for text in ("kantor imigrasi untuk desa tanjung agung, muara enim dimana",
+                 "desa pandan dulang, muara enim, bikin paspor kemana",
+                 "kalau dari desa tanjung lalang muara enim ngurus paspor dimana"):
+        assert offices_of(content, text) == {"muaraenim"}, text
+        assert regency(content, text) == "16.03", text
+    assert offices_of(content, "desa tanjung lalang ke muara enim, kanim mana yg melayani") == {
+        "palembang", "muaraenim"}
+
+
 def test_villages_never_take_the_words_of_a_regency_or_district(content):
     assert regency(content, "muara enim") == "16.03"  # also a kelurahan of Lubuk Linggau
     result = find(content, "sy tinggal di sukarami")  # a district of Palembang; villages elsewhere

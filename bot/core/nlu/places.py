@@ -340,14 +340,19 @@ class PlaceMatcher:
         villages in nine regencies) only the village in Rambang is left. A name the matcher
         read as a district gives way to a village of the same name only when the other place
         contains that village and not the district. Places the citizen is going to ("ke
-        muara enim") and office towns named bare do not count: they are not where one lives.
+        muara enim") and office towns named bare do not count: they are not where one lives;
+        an office town right after another place does ("desa tanjung agung, muara enim").
         """
         if len(spans) < 2:
             return
         anchors = []
+        ends = {s.end for s in spans}
         for idx, s in enumerate(spans):
             before = tokens[s.start - 1] if s.start else ""
-            if before in DESTINATION_WORDS or (s.key in self.seat_keys and before not in LEVEL_WORDS):
+            # An office town named right after another place qualifies it ("desa tanjung agung,
+            # muara enim"); named bare elsewhere it may be the office ("kanim muara enim").
+            qualifies = before in LEVEL_WORDS or s.start in ends
+            if before in DESTINATION_WORDS or (s.key in self.seat_keys and not qualifies):
                 continue
             regencies = {p.regency_code for p in s.places}
             if len(regencies) == 1:
