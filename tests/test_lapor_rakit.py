@@ -297,3 +297,31 @@ async def test_which_answer_to_change_can_be_said_in_words_and_the_step_has_a_wa
         stuck = await chat2.say(text)
     assert "Bicara dengan petugas" in [b.title for b in stuck.buttons]
     assert "dibatalkan" in (await chat2.say("Batal")).text.lower()
+
+
+async def test_an_address_that_names_its_regency_is_not_asked_for_it_again(desk, store):
+    """"desa tanjung agung, muara enim" as the address: MIA says which office it goes to and asks
+    the next question; the summary shows the place, and the request reaches that office."""
+    cases = (("desa tanjung agung, muara enim", "Tanjung Agung (Muara Enim)", "muaraenim"),
+             ("Jl. Merdeka No. 5, Kel. Sukarami, Palembang", "Palembang", "palembang"),
+             ("Dusun II Desa Pandan Dulang, Kec. Panang Enim", "Muara Enim", "muaraenim"))
+    for n, (address, place, office) in enumerate(cases):
+        chat = Chat(desk, chat_id=f"warga-addr-{n}", channel="telegram")
+        await chat.say("tolong petugas datang ke rumah, ibu sy sakit stroke mau bikin paspor")
+        *_, after_address = await fill(chat, ["Siti Aminah", "anak", "0812-3456-7890", address])
+        assert place in after_address.text and "kondisi pemohon" in after_address.text, after_address.text
+        assert "kabupaten/kota atau kecamatan" not in after_address.text
+        summary = (await fill(chat, ["stroke", "Senin"]))[-1]
+        assert "Kabupaten/kota: " in summary.text and place in summary.text
+        await chat.say("Ya, kirim")
+        [request] = [r for r in await store.list_requests() if r.chat_id == chat.chat_id]
+        assert request.office == office
+
+
+async def test_a_street_named_after_a_place_or_two_offices_still_get_the_question(desk):
+    for n, address in enumerate(("Jl. Lahat No. 5 RT 02", "Jalan Palembang-Jambi km 12",
+                                 "desa tanjung agung, dekat pasar")):  # a name of villages under both offices
+        chat = Chat(desk, chat_id=f"warga-street-{n}", channel="telegram")
+        await chat.say("minta petugas datang ke rumah, bapak sy lumpuh")
+        *_, after_address = await fill(chat, ["Budi Santoso", "anak", "0812-3456-7890", address])
+        assert "kabupaten/kota atau kecamatan" in after_address.text, (address, after_address.text)

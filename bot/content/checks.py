@@ -176,11 +176,12 @@ def _sample_contexts(content: Content) -> list[dict]:
                 text="<b>teks warga</b>", channel="telegram", chat_id="1",
                 history=[{"text": "halo", "reply": "Halo!"}], step=forms.CONFIRM, error=None, wrong=0,
                 max_wrong=forms.MAX_WRONG, labels=LABELS["id"], shown=dict(fields, region=region.short_name),
-                fields=forms.FIELDS)
+                fields=forms.FIELDS, from_address=None)
     return [
         dict(base, office=None, region=None, place=None, request=None, staff_available=False, ref=""),
         dict(base, office=office, region=region, place=region.short_name, user_name="Budi",
-             also_outside=outside, abroad=outside.name, step=forms.FIELDS[0], error="too_short", wrong=forms.MAX_WRONG),
+             also_outside=outside, abroad=outside.name, step=forms.FIELDS[0], error="too_short", wrong=forms.MAX_WRONG,
+             from_address=region.short_name),
     ]
 
 

@@ -37,6 +37,7 @@ QUESTION_WORDS = frozenset(
 EXPLAIN = frozenset("maksud maksudnya artinya contoh contohnya misalnya mean meaning example".split())
 # What a question in the middle of the form is about when MIA reads it as the visit itself.
 VISIT_INTENTS = frozenset({INTENT})
+STREET_WORDS = frozenset("jl jln jalan gg gang lorong lrg lr".split())  # "Jl. Lahat" is a street, not Lahat
 # Intents that belong to the form itself: never treated as a question in the middle of it.
 FORM_INTENTS = frozenset({INTENT, "greeting", "thanks"})
 BUTTONS = {
@@ -59,11 +60,14 @@ class RegionResolver:
     def __init__(self, content: "Content"):
         self.content = content
 
-    def resolve_region(self, raw: str) -> forms.Answer:
+    def resolve_region(self, raw: str, in_address: bool = False) -> forms.Answer:
+        """`in_address`: the places of an address, leaving out streets named after a place
+        ("Jl. Lahat"): what a whole address says of its regency, if anything."""
         found = self.content.places.find(tokens_of(raw))
-        if not found.matches:
+        matches = tuple(m for m in found.matches if not (in_address and m.preceded_by in STREET_WORDS))
+        if not matches:
             return forms.Answer(error="region_outside" if found.outside else "region_unknown")
-        ctx = place_context(self.content, found.matches)
+        ctx = place_context(self.content, matches)
         if ctx.ambiguous or ctx.region is None:
             return forms.Answer(error="region_ambiguous")
         region = ctx.region
@@ -176,10 +180,19 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
     form["values"][step] = answer.value
     form["shown"][step] = answer.shown
     form["wrong"] = 0
+    from_address = None
+    if step == "address" and "region" not in form["values"]:
+        # "Desa Tanjung Agung, Muara Enim" names its regency: not asked again, but said (the summary
+        # shows it, and "Ubah" changes it). A street named after a place ("Jl. Lahat"), or places
+        # of two offices, say nothing: the question comes.
+        in_address = RegionResolver(content).resolve_region(text, in_address=True)
+        if in_address.error is None:
+            step, answer, from_address = "region", in_address, in_address.shown
+            form["values"][step], form["shown"][step] = answer.value, answer.shown
     if step == "region":
         state.data[HOME_KEY] = {"region": answer.value["region"], "place": answer.value["place"]}
     form["step"] = forms.next_step(form)
-    return _question(turn, form)
+    return _question(turn, form, from_address=from_address)
 
 
 def _words(content: "Content", text: str) -> tuple[list[str], frozenset[str]]:
@@ -233,7 +246,7 @@ def _not_an_answer(content: "Content", text: str, u: "Understanding") -> bool:
         any(clean(e.text) == said for e in content.intents.get(u.intent).examples)
 
 
-def _question(turn: Turn, form: dict, error: str | None = None) -> Outcome:
+def _question(turn: Turn, form: dict, error: str | None = None, from_address: str | None = None) -> Outcome:
     content = turn.content
     lang = turn.state.lang
     step = form["step"]
@@ -256,7 +269,7 @@ def _question(turn: Turn, form: dict, error: str | None = None) -> Outcome:
     outcome = turn.reply(
         "form_question", INTENT, 1.0, step=step, error=error, wrong=form.get("wrong", 0),
         max_wrong=forms.MAX_WRONG, labels=LABELS[lang], shown=form["shown"], fields=forms.FIELDS,
-        office=office, extra_buttons=tuple(buttons),
+        office=office, from_address=from_address, extra_buttons=tuple(buttons),
     )
     return outcome
 
