@@ -410,3 +410,16 @@ async def test_the_fine_asked_after_the_lost_passport_answer_is_that_answer(chat
         assert "MIA belum yakin" not in reply.text and "overstay" not in reply.text.lower()
     fees = await follow_up(chat, "paspor saya hilang", "biaya bikin paspor baru brp?")
     assert "Rp350.000" in fees.text  # the passport's own fee is the fee answer
+
+
+async def test_saying_where_one_lives_before_asking_the_requirements_gets_the_requirements(chat):
+    """"sy tinggal di muaraenim mau bikin paspor syaratnya apa": the question is the requirements;
+    where the citizen lives is remembered, not answered instead (was: the office of Muara Enim)."""
+    for text in ("sy tinggal di muaraenim mau bikin paspor syaratnya apa y",
+                 "saya tinggal di lahat, mau buat paspor syaratnya apa aja",
+                 "aku domisili prabumulih mau bikin paspor, syaratnya apa kak"):
+        reply = await chat.say(text)
+        assert "e-KTP" in reply.text and "Kartu Keluarga" in reply.text, (text, reply.text)
+        assert "dilayani oleh" not in reply.text
+    office = await chat.say("sy tinggal di lahat, kantor imigrasinya dimana")
+    assert "Kantor Imigrasi Kelas II Non TPI Muaraenim" in office.text

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 import time
-from collections import Counter
 from dataclasses import replace
 from typing import Callable, Sequence
-
-from jinja2 import TemplateError
 
 from bot.core.content import Content
 from bot.core.flows.base import Flow
@@ -20,12 +16,15 @@ from bot.core.nlu.matcher import MARKERS, OFFICE_WORDS, Understanding
 from bot.core.nlu.normalize import clean
 from bot.core.nlu.places import PlaceMatch
 from bot.core.privacy import review_text
+from bot.core.topics import Topics
 from bot.core.turn import (FEEDBACK_TITLES, Effect, Outcome, PlaceContext, Turn, home_context, place_context,
                            reply, with_feedback)
 from bot.store.base import ConversationState
 
 ASK_REGION = "office_for_region"
 ANY_OFFICE = "passport_any_office"
+PULLED_WORDS = 12  # a question this short names its topic; a longer story's keyword may be an aside
+WHERE_WORDS = frozenset("mana dimana kemana kantor kanim where office".split())  # a message that asks where
 # Answers about an office that name the citizen's own office when the message names no place.
 HOME_OFFICE_INTENTS = frozenset({ASK_REGION, "office_contact", "office_hours"})
 HANDOFF = "human_handoff"
@@ -59,98 +58,6 @@ FEEDBACK_NO = frozenset(" ".join(t[1].lower().split()[1:]) for t in FEEDBACK_TIT
 # Answers that ask for no feedback: small talk, menus of their own, and the flows.
 NO_FEEDBACK = frozenset({"help", "bot_identity", "services_list", HANDOFF, "complaint", "callback_request", ASK_REGION})
 CLAUSE_END = re.compile(r"[,;.!?\n]+")  # where a thanks or a greeting ends and the question begins
-
-
-class Topics:
-    """What names a topic and what an answer says, for one content snapshot.
-
-    A topic is named by its own keywords (intents/*.yaml): those no other intent lists, as MIA
-    reads them. A word weighs as much as it is rare among the intents' examples (its inverse
-    document frequency over intents): "sabtu" tells more than "paspor" or "saya".
-    """
-
-    def __init__(self, content: Content):
-        self.content = content
-        matcher = content.matcher
-        own = {it.id: tuple(k for k in dict.fromkeys(" ".join(matcher.prepare(k).tokens) for k in it.keywords) if k)
-               for it in content.intents.intents}
-        owners = Counter(k for keywords in own.values() for k in keywords)
-        self.keywords = {intent: tuple(k for k in keywords if owners[k] == 1) for intent, keywords in own.items()}
-        users: dict[str, set[str]] = {}  # word -> the intents whose examples use it
-        for item, example in zip(matcher.items, matcher.item_examples):
-            if example is not None and example.intent is not None:
-                for word in item.lexical.split():
-                    users.setdefault(word, set()).add(example.intent)
-        n = len(content.intents.intents)
-        self._rarest = math.log(n + 1)  # a word no example uses
-        self._weight = {w: math.log((n + 1) / (len(intents) + 1)) for w, intents in users.items()}
-        self._lines: dict[str, tuple[frozenset[str], ...]] = {}
-        self._titles: dict[str, frozenset[str]] = {}
-
-    def weight(self, word: str) -> float:
-        return self._rarest if word in MARKERS else self._weight.get(word, self._rarest)
-
-    def named(self, text: str, intent: str) -> bool:
-        """True when the (normalized) message names the topic by one of its own keywords."""
-        return bool(self._naming(text, intent))
-
-    def _naming(self, text: str, intent: str | None) -> set[str]:
-        """The words of the topic's own keywords that the message uses."""
-        padded = f" {text} "
-        return {w for k in self.keywords.get(intent, ()) if f" {k} " in padded for w in k.split()}
-
-    def echo(self, text: str, answer: str, topic: str | None) -> float:
-        """How much of what the (normalized) message asks, by weight, one line of the answer of
-        intent `answer` says, 0..1: 1.0 for "sabtu minggu diitung ga" after "Sabtu dan Minggu tidak
-        dihitung".
-
-        The line must speak of what the message names (the words of its own topic's keywords), and
-        what the message asks about it is the rest: "ada layanan sabtu minggu?" asks what that line
-        does not say. A place is asked about and never in a line; a year is left out ("terbit 2008"
-        against "terbit setelah 2009"). A line naming `topic` by the title word the message uses
-        points there instead, as a list of services does ("lapor tunggu itu apa?"); "dendanya brp"
-        after the lost passport asks what its line on the fine says, "biaya" in it or not."""
-        naming = self._naming(text, topic)
-        words = text.split()
-        asked = [w for w in words if w not in naming and not w.isdigit()]
-        total = sum(self.weight(w) for w in asked)
-        if not total:
-            return 0.0
-        title = (self._title_words(topic) if topic else frozenset()) & set(words)
-
-        def said(line: frozenset[str]) -> float:  # "dendanya" is said by a line with "denda"
-            return sum(self.weight(w) for w in asked if w not in MARKERS and (
-                w in line or (w.endswith("nya") and w[:-3] in line)))
-
-        return max((said(line) / total for line in self.lines(answer) if naming <= line and not title & line),
-                   default=0.0)
-
-    def _title_words(self, intent: str) -> frozenset[str]:
-        """The rarest word of each of the intent's titles: what names it in a list."""
-        if intent not in self._titles:
-            target, out = self.content.intents.get(intent), set()
-            for title in target.title.values() if target is not None else ():
-                words = [w for w in self.content.matcher.prepare(title).tokens if w not in MARKERS]
-                if words:
-                    out.add(max(words, key=self.weight))
-            self._titles[intent] = frozenset(out)
-        return self._titles[intent]
-
-    def lines(self, intent: str) -> tuple[frozenset[str], ...]:
-        """The answer's lines in both languages, each as the words MIA reads (no place: what every
-        citizen reads)."""
-        if intent not in self._lines:
-            content, texts = self.content, []
-            target = content.intents.get(intent)
-            for lang in ("id", "en") if target is not None else ():
-                try:
-                    texts.append(reply(content, ConversationState(lang=lang), target.response, intent, 1.0)
-                                 .replies[0].text)
-                except TemplateError:  # an answer that needs its conversation (a request) says nothing here
-                    continue
-            self._lines[intent] = tuple(frozenset(content.matcher.prepare(line).tokens)
-                                        for t in texts for line in t.splitlines() if line.strip())
-        return self._lines[intent]
 
 
 def homes(content: Content, matches: tuple[PlaceMatch, ...]) -> tuple[PlaceMatch, ...]:
@@ -259,6 +166,16 @@ class Dialogue:
             # "sy dr bengkulu, bisa bikin paspor di palembang?": someone from elsewhere asks whether
             # they may apply here; any office will do, and the office of the place is named.
             intent, confidence = ANY_OFFICE, max(confidence, content.matcher.t.accept / 100)
+        if places.matches and not awaited and intent in (None, ASK_REGION) and not u.out_of_scope \
+                and u.candidates and u.candidates[0].intent == ASK_REGION \
+                and len(u.text.split()) <= PULLED_WORDS and not WHERE_WORDS & set(u.text.split()):
+            # "sy tinggal di muaraenim mau bikin paspor syaratnya apa": the place pulls toward its
+            # office, but the message names another topic by that topic's own words and asks no
+            # "where": that topic is the question (the place is kept; the answer names its office).
+            topics = self.topics(content)
+            named = [c.intent for c in u.candidates[1:3] if topics.named(u.text, c.intent)]
+            if len(named) == 1:
+                intent, confidence = named[0], max(confidence, content.matcher.t.accept / 100)
         if intent is None:
             return self._not_understood(content, new_state, u).after(notes)
         labels = ()
