@@ -166,9 +166,10 @@ class Dialogue:
             # "sy dr bengkulu, bisa bikin paspor di palembang?": someone from elsewhere asks whether
             # they may apply here; any office will do, and the office of the place is named.
             intent, confidence = ANY_OFFICE, max(confidence, content.matcher.t.accept / 100)
+        words = u.text.split()
         if places.matches and not awaited and intent in (None, ASK_REGION) and not u.out_of_scope \
                 and u.candidates and u.candidates[0].intent == ASK_REGION \
-                and len(u.text.split()) <= PULLED_WORDS and not WHERE_WORDS & set(u.text.split()):
+                and len(words) <= PULLED_WORDS and not WHERE_WORDS.intersection(words):
             # "sy tinggal di muaraenim mau bikin paspor syaratnya apa": the place pulls toward its
             # office, but the message names another topic by that topic's own words and asks no
             # "where": that topic is the question (the place is kept; the answer names its office).

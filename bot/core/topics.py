@@ -13,6 +13,12 @@ from bot.core.turn import reply
 from bot.store.base import ConversationState
 
 
+def _root(word: str) -> str:
+    """A word without the clitic "-nya" ("syaratnya" -> "syarat"), as a topic's words are compared;
+    the model itself keeps the clitic (reading it away everywhere cost understanding: docs/benchmarks.md)."""
+    return word[:-3] if word.endswith("nya") and len(word) > 5 else word
+
+
 class Topics:
     """What names a topic and what an answer says, for one content snapshot.
 
@@ -49,7 +55,7 @@ class Topics:
     def _naming(self, text: str, intent: str | None) -> set[str]:
         """The words of the topic's own keywords that the message uses ("syaratnya" uses "syarat")."""
         padded = f" {text} "
-        bare = " " + " ".join(w[:-3] if w.endswith("nya") and len(w) > 5 else w for w in text.split()) + " "
+        bare = " " + " ".join(_root(w) for w in text.split()) + " "
         return {w for k in self.keywords.get(intent, ()) if f" {k} " in padded or f" {k} " in bare
                 for w in k.split()}
 
@@ -73,8 +79,7 @@ class Topics:
         title = (self._title_words(topic) if topic else frozenset()) & set(words)
 
         def said(line: frozenset[str]) -> float:  # "dendanya" is said by a line with "denda"
-            return sum(self.weight(w) for w in asked if w not in MARKERS and (
-                w in line or (w.endswith("nya") and w[:-3] in line)))
+            return sum(self.weight(w) for w in asked if w not in MARKERS and (w in line or _root(w) in line))
 
         return max((said(line) / total for line in self.lines(answer) if naming <= line and not title & line),
                    default=0.0)

@@ -174,7 +174,8 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
         form["step"] = field
         form["editing"] = True
         return _question(turn, form)
-    answer = forms.STEP_BY_FIELD[step].validate(text, RegionResolver(content))
+    resolver = RegionResolver(content)
+    answer = forms.STEP_BY_FIELD[step].validate(text, resolver)
     if answer.error is not None:
         return _wrong(turn, form, answer.error)
     form["values"][step] = answer.value
@@ -185,7 +186,7 @@ def form_turn(turn: Turn, u: "Understanding") -> Outcome:
         # "Desa Tanjung Agung, Muara Enim" names its regency: not asked again, but said (the summary
         # shows it, and "Ubah" changes it). A street named after a place ("Jl. Lahat"), or places
         # of two offices, say nothing: the question comes.
-        in_address = RegionResolver(content).resolve_region(text, in_address=True)
+        in_address = resolver.resolve_region(text, in_address=True)
         if in_address.error is None:
             step, answer, from_address = "region", in_address, in_address.shown
             form["values"][step], form["shown"][step] = answer.value, answer.shown
